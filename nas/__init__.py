@@ -1,0 +1,1 @@
+"""The hardware-aware search: CLI, pymoo problem, evaluation and the results report."""

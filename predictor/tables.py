@@ -1,0 +1,56 @@
+"""Latency tables as a device x architecture matrix: the initial set the predictor learns from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    """Measured latencies in ms, `latency_ms[i, j]` for device `devices[i]` and arch `archs[j]`.
+
+    Every device has a value for every architecture (the shipped tables are complete).
+    """
+
+    devices: tuple[str, ...]
+    archs: tuple[str, ...]
+    latency_ms: np.ndarray
+
+    @classmethod
+    def from_long(cls, df: pd.DataFrame) -> "LatencyTable":
+        """From a long table with columns device, arch_str, latency_ms.
+
+        Raises ValueError when a device lacks an architecture the others have, or a value is not
+        a positive number.
+        """
+        missing = {"device", "arch_str", "latency_ms"} - set(df.columns)
+        if missing:
+            raise ValueError(f"latency table lacks column(s) {', '.join(sorted(missing))}")
+        wide = df.pivot_table(index="device", columns="arch_str", values="latency_ms",
+                              aggfunc="median", observed=True)
+        if wide.isna().any().any():
+            raise ValueError("latency table is incomplete: every device needs every architecture")
+        values = wide.to_numpy(dtype=np.float64)
+        if not np.all(np.isfinite(values)) or np.any(values <= 0):
+            raise ValueError("latency table has non-positive or non-finite latencies")
+        return cls(tuple(map(str, wide.index)), tuple(map(str, wide.columns)), values)
+
+    def __post_init__(self):
+        if self.latency_ms.shape != (len(self.devices), len(self.archs)):
+            raise ValueError("latency_ms must have shape (n_devices, n_archs)")
+
+    def select(self, devices: Sequence[str]) -> "LatencyTable":
+        idx = [self.devices.index(d) for d in devices]
+        return LatencyTable(tuple(devices), self.archs, self.latency_ms[idx])
+
+    def without(self, device: str) -> "LatencyTable":
+        """The initial set for `device` as target: every other device."""
+        return self.select([d for d in self.devices if d != device])
+
+    def column(self, device: str) -> pd.Series:
+        """Latencies (ms) of one device, indexed by arch string."""
+        return pd.Series(self.latency_ms[self.devices.index(device)], index=list(self.archs), name=device)

@@ -1,0 +1,1 @@
+"""Measuring architectures on this machine: latency, hardware counters and saved device profiles."""

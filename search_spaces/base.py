@@ -1,0 +1,89 @@
+"""The `SearchSpace` interface: everything the search, the predictor and the profiler know about a space.
+
+A space maps integer genomes (what NSGA-II evolves) to canonical architecture strings (what tables,
+results and users see), encodes architectures as fixed-length feature vectors (what the latency
+predictor reads) and builds a PyTorch module (what the profiler measures). Nothing outside
+`search_spaces` branches on which space it holds.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+class SearchSpace(ABC):
+    """A discrete space of architectures with an integer genome.
+
+    Subclasses set `name`, `n_vars` and `n_choices` (the number of options per genome position) and
+    implement the abstract methods. Genome position `i` takes integers in ``0 .. n_choices[i] - 1``.
+    """
+
+    name: str = "space"
+    #: Input shape (C, H, W) of one sample, for building and measuring modules.
+    input_shape: tuple[int, int, int] = (3, 32, 32)
+
+    # --- genome <-> architecture -------------------------------------------------------------
+    @property
+    @abstractmethod
+    def n_choices(self) -> np.ndarray:
+        """Number of options at each genome position, shape (n_vars,)."""
+
+    @property
+    def n_vars(self) -> int:
+        return len(self.n_choices)
+
+    @abstractmethod
+    def decode(self, genome: Sequence[int]) -> str:
+        """Canonical architecture string of a genome."""
+
+    @abstractmethod
+    def encode(self, arch: str) -> np.ndarray:
+        """Genome of a canonical architecture string; raises ValueError if `arch` is not in the space."""
+
+    def is_valid(self, genome: Sequence[int]) -> bool:
+        g = np.asarray(genome)
+        return g.shape == (self.n_vars,) and bool(np.all((g >= 0) & (g < self.n_choices)))
+
+    def random_sample(self, n: int, rng: np.random.Generator) -> list[str]:
+        """`n` architectures drawn uniformly over genomes."""
+        genomes = rng.integers(0, self.n_choices, size=(n, self.n_vars))
+        return [self.decode(g) for g in genomes]
+
+    # --- what the predictor and the profiler need --------------------------------------------
+    def features(self, archs: Sequence[str]) -> np.ndarray:
+        """Fixed-length encoding for the latency predictor, shape (len(archs), n_features), float32.
+
+        The default is a one-hot of each genome position, which is what MAPLE and HELP feed their
+        regressors; spaces may add structural features.
+        """
+        genomes = np.stack([self.encode(a) for a in archs]) if len(archs) else np.zeros((0, self.n_vars), int)
+        offsets = np.concatenate([[0], np.cumsum(self.n_choices)[:-1]])
+        out = np.zeros((len(archs), int(np.sum(self.n_choices))), dtype=np.float32)
+        out[np.arange(len(archs))[:, None], genomes + offsets] = 1.0
+        return out
+
+    @abstractmethod
+    def build_module(self, arch: str, num_classes: int = 10):
+        """A `torch.nn.Module` of the whole network for `arch` (input `input_shape`)."""
+
+    # --- objectives and data shipped with the space ------------------------------------------
+    datasets: tuple[str, ...] = ()
+
+    def accuracy(self, archs: Sequence[str], dataset: str) -> np.ndarray | None:
+        """Benchmark test accuracy in %, or None where the space has no accuracy table."""
+        return None
+
+    def latency_table(self) -> pd.DataFrame | None:
+        """Long table of measured latencies: columns device, arch_str, latency_ms (+ metadata).
+
+        None where the space ships none (the predictor then needs tables from the user).
+        """
+        return None
+
+    def all_archs(self) -> list[str] | None:
+        """Every architecture, where the space is small enough to enumerate; else None."""
+        return None
