@@ -1,0 +1,37 @@
+"""Configuration of one search run, filled from the command line and passed down unchanged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class UsageError(Exception):
+    """Bad input a user can fix: reported as one line on stderr with exit status 2."""
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    device: str = "gold_6226"
+    space: str = "nasbench201"
+    dataset: str | None = None          # None: the space's default dataset
+    pop_size: int = 50
+    generations: int = 60
+    seed: int = 0
+    samples: int = 3                    # target measurements the predictor adapts from
+    out: Path = Path("results")
+    workers: int | None = None          # Ray workers; None = inline where evaluation is cheap
+    ray_address: str | None = None
+    profiles_dir: Path | None = None
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.pop_size <= 0:
+            raise UsageError(f"--pop-size must be a positive integer, got {self.pop_size}")
+        if self.generations <= 0:
+            raise UsageError(f"--generations must be a positive integer, got {self.generations}")
+        if self.samples <= 0:
+            raise UsageError(f"--samples must be a positive integer, got {self.samples}")
+        if self.workers is not None and self.workers <= 0:
+            raise UsageError(f"--workers must be a positive integer, got {self.workers}")

@@ -1,0 +1,111 @@
+"""Which device a search targets, and how its few measurements are obtained.
+
+In order: a device with a shipped table (its 'measurement' is the table value), a saved profile
+(measured earlier on that machine with `python -m profiler profile`), or `local`/`local-cuda`
+(this machine, measured now).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from nas.config import UsageError
+from predictor.tables import LatencyTable
+from search_spaces import SearchSpace
+
+LOCAL_DEVICES = ("local", "local-cuda")
+
+
+@dataclass
+class Target:
+    """The device a search optimises for."""
+
+    name: str
+    source: str                                        # "table", "profile" or "local"
+    description: str
+    measure_fn: Callable[[Sequence[str]], dict[str, float]]
+    true_latency_ms: pd.Series | None = None           # the whole table column, where one exists
+    can_measure_here: bool = False                     # True when the target is this machine
+    details: dict = field(default_factory=dict)
+
+    def measure(self, archs: Sequence[str]) -> dict[str, float]:
+        """Latency in ms of each arch on the target: exactly these archs, nothing more."""
+        return self.measure_fn(list(archs))
+
+
+def known_devices(table: LatencyTable, profiles_dir: Path | None, space: SearchSpace) -> list[str]:
+    names = list(table.devices)
+    names += [n for n in _saved_profiles(profiles_dir, space.name) if n not in names]
+    return names + list(LOCAL_DEVICES)
+
+
+def _saved_profiles(profiles_dir: Path | None, space_name: str) -> list[str]:
+    from profiler.profiles import profiles_dir as default_dir
+
+    directory = Path(profiles_dir) if profiles_dir else default_dir()
+    suffix = f"--{space_name}.json"
+    return sorted(p.name[: -len(suffix)] for p in directory.glob(f"*{suffix}")) if directory.is_dir() else []
+
+
+def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_dir: Path | None = None,
+                   batch_size: int = 1) -> Target:
+    """The target called `name`; UsageError naming what to do when it cannot be had."""
+    if name in table.devices:
+        column = table.column(name)
+
+        def from_table(archs):
+            return {a: float(column[a]) for a in archs}
+
+        return Target(name, "table", f"shipped {space.name} latency table", from_table, column)
+
+    from profiler.profiles import ProfileError, load_profile
+
+    try:
+        profile = load_profile(name, space.name, profiles_dir)
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from None
+    if profile is not None:
+        def from_profile(archs):
+            missing = [a for a in archs if a not in profile.samples]
+            if missing:
+                raise UsageError(
+                    f"profile {name!r} lacks {len(missing)} of the architectures the predictor asks for; "
+                    f"re-run on that machine: python -m profiler profile --name {name} --space {space.name}")
+            return {a: float(profile.samples[a]) for a in archs}
+
+        cpu = profile.machine.get("cpu_model", "unknown CPU")
+        return Target(name, "profile", f"saved profile ({cpu}, {profile.created})", from_profile,
+                      details={"profile_machine": profile.machine, "counters": profile.counters})
+
+    if name in LOCAL_DEVICES:
+        return _local_target(name, space, batch_size)
+
+    known = ", ".join(known_devices(table, profiles_dir, space))
+    raise UsageError(
+        f"unknown device {name!r} for {space.name}: no shipped table and no saved profile. "
+        f"To target that machine, run there: python -m profiler profile --name {name} --space {space.name} "
+        f"(known devices: {known})")
+
+
+def _local_target(name: str, space: SearchSpace, batch_size: int) -> Target:
+    from profiler.measure import MeasureConfig, machine_description, measure_archs
+
+    device = "cuda" if name == "local-cuda" else "cpu"
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device local-cuda needs a CUDA GPU, and torch sees none on this machine")
+    config = MeasureConfig(batch_size=batch_size, device=device)
+    machine = machine_description()
+
+    def measure_here(archs):
+        return {a: m.median_ms for a, m in measure_archs(space, archs, config, progress=True).items()}
+
+    label = machine.get("gpu_name") if device == "cuda" else machine.get("cpu_model")
+    return Target(name, "local", f"this machine ({label}), measured now", measure_here,
+                  can_measure_here=True, details={"machine": machine, "measure_config": config})

@@ -1,0 +1,165 @@
+"""Results of a search on disk: pareto.csv, evaluated.csv, pareto.png and summary.json, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nas.config import UsageError
+from nas.metrics import pareto_mask, true_hv_ratio, regret_pp
+from predictor.metrics import error_bound_accuracy
+
+
+class OutputDir:
+    """A results folder that appears under its final name only once complete.
+
+    Created as a hidden temporary folder next to the final one, so that an unwritable `--out` fails
+    before any search work and an interrupted run leaves nothing half-written.
+    """
+
+    def __init__(self, parent: Path, name: str):
+        self.parent = Path(parent)
+        try:
+            self.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=self.parent))
+        except OSError as exc:
+            raise UsageError(f"cannot write results under {self.parent}: {exc.strerror or exc}") from None
+        self.final = self.parent / name
+
+    def commit(self) -> Path:
+        final = self.final
+        n = 1
+        while final.exists():
+            n += 1
+            final = self.parent / f"{self.final.name}-{n}"
+        os.replace(self.tmp, final)
+        return final
+
+    def discard(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def run_name(space: str, device: str) -> str:
+    return f"{space}-{device}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def truth_metrics(result) -> dict:
+    """Quality of the search against the target's full table, where it has one (else empty)."""
+    truth = result.target.true_latency_ms
+    if truth is None:
+        return {}
+    lat_col = "predicted_latency_ms"
+    ev = result.evaluated
+    true_lat = truth.reindex(ev["arch_str"]).to_numpy()
+    known = ~np.isnan(true_lat)
+    out = {"pred_within_10pct": float(error_bound_accuracy(ev[lat_col].to_numpy()[known], true_lat[known], 0.10))}
+    all_archs = result.space.all_archs()
+    if result.quality.name == "accuracy" and all_archs is not None and truth.index.isin(all_archs).all() \
+            and len(truth) == len(all_archs):
+        all_acc = result.quality.fn(list(truth.index))
+        all_lat = truth.to_numpy()
+        front_acc = result.front["accuracy"].to_numpy()
+        front_lat = truth.reindex(result.front["arch_str"]).to_numpy()
+        out["true_hv_ratio"] = true_hv_ratio(front_acc, front_lat, all_acc, all_lat)
+        out["regret_pp"] = regret_pp(front_acc, front_lat, all_acc, all_lat)
+    return out
+
+
+def plot_front(result, path: Path, verify: pd.DataFrame | None = None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    q = result.quality
+    panels = 2 if verify is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 5), squeeze=False)
+    ax = axes[0, 0]
+    ev, front = result.evaluated, result.front
+    ax.scatter(ev["predicted_latency_ms"], ev[q.name], s=6, c="0.8", label=f"evaluated ({len(ev)})")
+    ax.step(front["predicted_latency_ms"], front[q.name], where="post", color="C0", marker="o", ms=4,
+            label="found front, predicted latency")
+    truth = result.target.true_latency_ms
+    if truth is not None:
+        front_true = truth.reindex(front["arch_str"]).to_numpy()
+        ax.scatter(front_true, front[q.name], marker="x", color="C3", s=25, label="found front, table latency")
+        all_archs = list(truth.index)
+        if q.name == "accuracy" and result.space.all_archs() is not None:
+            all_acc = np.asarray(q.fn(all_archs))
+            all_lat = truth.to_numpy()
+            m = pareto_mask(np.column_stack([-all_acc, all_lat]))
+            order = np.argsort(all_lat[m])
+            ax.step(all_lat[m][order], all_acc[m][order], where="post", color="k", lw=1, alpha=0.7,
+                    label="true front of the whole space")
+    ax.set_xlabel(f"latency on {result.target.name} (ms)")
+    ax.set_ylabel(q.label)
+    ax.set_title(f"{result.space.name} on {result.target.name}")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    if verify is not None:
+        ax2 = axes[0, 1]
+        ax2.scatter(verify["measured_latency_ms"], verify["predicted_latency_ms"], color="C2")
+        lo = float(min(verify.min(numeric_only=True)[["measured_latency_ms", "predicted_latency_ms"]]))
+        hi = float(max(verify.max(numeric_only=True)[["measured_latency_ms", "predicted_latency_ms"]]))
+        xs = np.linspace(lo, hi, 10)
+        ax2.plot(xs, xs, "k-", lw=1)
+        ax2.fill_between(xs, xs * 0.9, xs * 1.1, color="0.9", label="±10%")
+        ax2.set_xlabel("measured latency here (ms)")
+        ax2.set_ylabel("predicted latency (ms)")
+        ax2.set_title("front re-measured on this machine")
+        ax2.legend(loc="upper left", fontsize=8)
+        ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_results(result, out: OutputDir, extra_summary: dict | None = None,
+                  verify: pd.DataFrame | None = None) -> tuple[Path, dict]:
+    """Write every file into the temporary folder, then move it to its final name."""
+    truth = result.target.true_latency_ms
+    front = result.front.copy()
+    evaluated = result.evaluated.copy()
+    if truth is not None:
+        front["table_latency_ms"] = truth.reindex(front["arch_str"]).to_numpy()
+        evaluated["table_latency_ms"] = truth.reindex(evaluated["arch_str"]).to_numpy()
+    front.to_csv(out.tmp / "pareto.csv", index=False)
+    evaluated.to_csv(out.tmp / "evaluated.csv", index=False)
+    plot_front(result, out.tmp / "pareto.png", verify)
+    cfg = result.config
+    summary = {
+        "device": result.target.name,
+        "device_source": result.target.source,
+        "device_description": result.target.description,
+        "space": result.space.name,
+        "dataset": getattr(result.space, "dataset", None),
+        "quality_objective": result.quality.name,
+        "seed": cfg.seed,
+        "pop_size": cfg.pop_size,
+        "generations": cfg.generations,
+        "n_evaluated": len(result.evaluated),
+        "n_front": len(result.front),
+        "samples_measured": len(result.samples),
+        "samples": result.samples,
+        "timings_s": result.timings_s,
+    }
+    summary.update(truth_metrics(result))
+    summary.update(extra_summary or {})
+    summary["wall_s"] = result.wall_s
+    (out.tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+    return out.commit(), summary
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)

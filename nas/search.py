@@ -1,0 +1,92 @@
+"""`python -m nas.search`: hardware-aware NSGA-II search with a latency predictor adapted to the target.
+
+Data flows one way: command line -> SearchConfig -> run_search -> write_results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from nas.config import SearchConfig, UsageError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m nas.search",
+        description="Search for the most accurate networks that run fast on a target device. Latency comes "
+                    "from a MAPLE-style predictor trained on many devices and adapted to the target from "
+                    "a few measurements (table values for devices with a shipped table).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--device", default=SearchConfig.device,
+                   help="target: a device with a shipped table (e.g. gold_6226, titan_rtx_256, pixel2), a name "
+                        "with a saved profile (python -m profiler profile --name NAME), or 'local' to measure "
+                        "this machine now ('local-cuda' for its GPU)")
+    p.add_argument("--space", default=SearchConfig.space, help="search space")
+    p.add_argument("--dataset", default=None,
+                   help="dataset whose accuracy is the quality objective (nasbench201: cifar10, cifar100, "
+                        "imagenet16-120); default: the space's own")
+    p.add_argument("--pop-size", type=int, default=SearchConfig.pop_size, help="NSGA-II population size")
+    p.add_argument("--generations", type=int, default=SearchConfig.generations, help="NSGA-II generations")
+    p.add_argument("--seed", type=int, default=SearchConfig.seed, help="seed of every random choice")
+    p.add_argument("--samples", type=int, default=SearchConfig.samples,
+                   help="architectures measured on the target to adapt the predictor")
+    p.add_argument("--out", type=Path, default=SearchConfig.out,
+                   help="results go to OUT/<space>-<device>-<time>/")
+    p.add_argument("--profiles-dir", type=Path, default=None,
+                   help="where saved device profiles live (default: $HWNAS_PROFILES_DIR or "
+                        "~/.local/share/hwnas/profiles)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> SearchConfig:
+    return SearchConfig(device=args.device, space=args.space, dataset=args.dataset, pop_size=args.pop_size,
+                        generations=args.generations, seed=args.seed, samples=args.samples, out=args.out,
+                        profiles_dir=args.profiles_dir, progress=not args.no_progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    start = time.perf_counter()
+    out = None
+    try:
+        config.validate()
+        from nas.report import OutputDir, run_name, write_results
+        from nas.run import run_search
+
+        out = OutputDir(config.out, run_name(config.space, config.device))
+        result = run_search(config)
+        result.wall_s = time.perf_counter() - start
+        path, summary = write_results(result, out)
+    except UsageError as exc:
+        if out is not None:
+            out.discard()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BaseException:
+        if out is not None:
+            out.discard()
+        raise
+    print_summary(path, summary)
+    return 0
+
+
+def print_summary(path: Path, summary: dict) -> None:
+    lines = [f"results: {path}",
+             f"  device {summary['device']} ({summary['device_source']}), space {summary['space']}, "
+             f"{summary['n_evaluated']} candidates evaluated, {summary['n_front']} on the front, "
+             f"{summary['samples_measured']} measured on the target, {summary['wall_s']:.1f} s"]
+    if "true_hv_ratio" in summary:
+        regret = ", ".join(f"{k} {v:.2f}" for k, v in summary["regret_pp"].items())
+        lines.append(f"  against the device's table: HV ratio {summary['true_hv_ratio']:.4f}, "
+                     f"predicted within ±10% {summary['pred_within_10pct']:.3f}, regret (pp) {regret}")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
