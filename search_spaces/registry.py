@@ -7,9 +7,10 @@ from search_spaces.base import SearchSpace
 
 def _builtin():
     # Imported lazily so that `import search_spaces` stays cheap.
+    from search_spaces.fbnet import FBNet
     from search_spaces.nasbench201 import NasBench201
 
-    return {"nasbench201": NasBench201}
+    return {"fbnet": FBNet, "nasbench201": NasBench201}
 
 
 def available_spaces() -> list[str]:
