@@ -72,6 +72,36 @@ def truth_metrics(result) -> dict:
     return out
 
 
+def verify_metrics(verify: pd.DataFrame) -> dict:
+    from predictor.metrics import spearman
+
+    pred, meas = verify["predicted_latency_ms"].to_numpy(), verify["measured_latency_ms"].to_numpy()
+    return {"n": len(verify), "within_10pct": float(error_bound_accuracy(pred, meas, 0.10)),
+            "spearman": float(spearman(pred, meas)) if len(verify) > 1 else None}
+
+
+def speedup_estimate(result) -> dict:
+    """Time measuring every unique evaluated candidate on the target would take / this run's wall time."""
+    n = len(result.evaluated)
+    if result.measure_s_per_sample is not None:
+        total = result.measure_s_per_sample * n
+        method = ("measured: wall time per target sample measured here in this run (module build, warm-up "
+                  f"and timed runs) x {n} unique candidates")
+    else:
+        from profiler.measure import MeasureConfig
+
+        protocol = MeasureConfig()
+        truth = result.target.true_latency_ms
+        lat = (truth.reindex(result.evaluated["arch_str"]).to_numpy() if truth is not None
+               else result.evaluated["predicted_latency_ms"].to_numpy())
+        source = "table" if truth is not None else "predicted"
+        total = float(np.nansum(lat)) / 1000.0 * (protocol.warmup + protocol.runs)
+        method = (f"estimated: the profiler's protocol ({protocol.warmup} warm-up + {protocol.runs} timed runs) x "
+                  f"each unique candidate's {source} latency, summed; module build and transfer to the device "
+                  "are not counted, so this understates the cost of measuring")
+    return {"speedup": total / result.wall_s, "speedup_method": method, "measure_all_s": total}
+
+
 def plot_front(result, path: Path, verify: pd.DataFrame | None = None) -> None:
     import matplotlib
 
@@ -149,8 +179,14 @@ def write_results(result, out: OutputDir, extra_summary: dict | None = None,
         "samples_measured": len(result.samples),
         "samples": result.samples,
         "timings_s": result.timings_s,
+        "runner": result.runner,
+        "workers": result.workers,
     }
     summary.update(truth_metrics(result))
+    summary.update(speedup_estimate(result))
+    if verify is not None:
+        summary["verify"] = verify_metrics(verify)
+        verify.to_csv(out.tmp / "verify.csv", index=False)
     summary.update(extra_summary or {})
     summary["wall_s"] = result.wall_s
     (out.tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")

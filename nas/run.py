@@ -20,6 +20,7 @@ from nas.config import SearchConfig, UsageError
 from nas.devices import Target, resolve_target
 from nas.evaluator import Evaluator, Objective
 from nas.metrics import pareto_mask
+from nas.parallel import InlineRunner, ParallelConfig, make_runner
 from nas.problem import NasProblem
 from predictor.tables import LatencyTable
 from search_spaces import SearchSpace, get_space
@@ -36,6 +37,9 @@ class SearchResult:
     samples: dict[str, float]        # what was measured on the target
     timings_s: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
+    runner: str = "inline"
+    workers: int = 1
+    measure_s_per_sample: float | None = None   # wall time of one target measurement, where measured here
 
 
 class _GenerationBar(Callback):
@@ -64,27 +68,71 @@ def initial_table(space: SearchSpace) -> LatencyTable:
     return LatencyTable.from_long(long)
 
 
-def quality_objective(space: SearchSpace) -> Objective:
-    """Benchmark accuracy where the space has a table, otherwise the training-free proxy."""
+def has_accuracy_table(space: SearchSpace) -> bool:
+    return space.accuracy([], getattr(space, "dataset", None)) is not None
+
+
+def _proxy_of(arch: str, space: SearchSpace, proxy) -> float:
+    from search_spaces.proxy import proxy_score
+
+    return proxy_score(space, arch, proxy)
+
+
+def quality_objective(space: SearchSpace, runner=None) -> Objective:
+    """Benchmark accuracy where the space has a table, otherwise the training-free proxy (via `runner`)."""
     dataset = getattr(space, "dataset", None)
-    if space.accuracy([], dataset) is not None:
+    if has_accuracy_table(space):
         return Objective("accuracy", f"{dataset} test accuracy (%)", lambda archs: space.accuracy(archs, dataset))
-    from search_spaces.proxy import ProxyConfig, proxy_score
+    from search_spaces.proxy import ProxyConfig
 
     proxy = ProxyConfig()
+    runner = runner or InlineRunner()
     return Objective("proxy_score", f"{proxy.name} proxy score (not accuracy)",
-                     lambda archs: np.array([proxy_score(space, a, proxy) for a in archs]))
+                     lambda archs: np.array(runner.map(_proxy_of, archs, space, proxy), dtype=float))
 
 
-def build_predictor(space: SearchSpace, table: LatencyTable, target: Target, n_samples: int, progress: bool):
-    """Fit on every shipped device but the target, then adapt from the target's measured samples."""
+def build_predictor(space: SearchSpace, table: LatencyTable, target: Target, n_samples: int):
+    """Fit on every shipped device but the target, then adapt from the target's measured samples.
+
+    Returns (predictor, samples, seconds spent measuring the samples on the target).
+    """
     from predictor.maple import MaplePredictor
 
     initial = table.without(target.name) if target.name in table.devices else table
     predictor = MaplePredictor(space).fit(initial)
     references = predictor.reference_archs(n_samples)
+    t = time.perf_counter()
     samples = target.measure(references)
-    return predictor.adapt(samples), samples
+    return predictor.adapt(samples), samples, time.perf_counter() - t
+
+
+def nsga2(pop_size: int) -> NSGA2:
+    """NSGA-II on integer genomes with pymoo's own integer operators."""
+    return NSGA2(
+        pop_size=pop_size,
+        sampling=IntegerRandomSampling(),
+        crossover=SBX(prob=0.9, eta=3.0, vtype=float, repair=RoundingRepair()),
+        mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
+        eliminate_duplicates=True,
+    )
+
+
+def run_nsga2(space: SearchSpace, evaluator: Evaluator, pop_size: int, generations: int, seed: int,
+              progress: bool) -> pd.DataFrame:
+    """Run NSGA-II and return every evaluated candidate with a `on_front` column (archive front)."""
+    bar = _GenerationBar(generations, progress)
+    try:
+        minimize(NasProblem(space, evaluator), nsga2(pop_size), ("n_gen", generations), seed=seed,
+                 callback=bar, verbose=False)
+    finally:
+        bar.bar.close()
+    q, lat = evaluator.quality, evaluator.latency
+    evaluated = pd.DataFrame([(a, v, l) for a, (v, l) in evaluator.records.items()],
+                             columns=["arch_str", q.name, lat.name])
+    # The front is taken over every candidate evaluated, not only the last population: an archive
+    # costs nothing here and never loses a non-dominated architecture NSGA-II saw on the way.
+    evaluated["on_front"] = pareto_mask(np.column_stack([-evaluated[q.name], evaluated[lat.name]]))
+    return evaluated
 
 
 def run_search(config: SearchConfig) -> SearchResult:
@@ -94,35 +142,31 @@ def run_search(config: SearchConfig) -> SearchResult:
     space = load_space(config)
     table = initial_table(space)
     target = resolve_target(config.device, space, table, config.profiles_dir)
-    quality = quality_objective(space)
 
     t = time.perf_counter()
-    predictor, samples = build_predictor(space, table, target, config.samples, config.progress)
+    predictor, samples, measure_s = build_predictor(space, table, target, config.samples)
     timings["predictor_s"] = time.perf_counter() - t
 
-    latency = Objective("predicted_latency_ms", f"predicted latency on {target.name} (ms)", predictor.predict)
-    evaluator = Evaluator(quality, latency)
-    problem = NasProblem(space, evaluator)
-    algorithm = NSGA2(
-        pop_size=config.pop_size,
-        sampling=IntegerRandomSampling(),
-        crossover=SBX(prob=0.9, eta=3.0, vtype=float, repair=RoundingRepair()),
-        mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
-        eliminate_duplicates=True,
-    )
-    t = time.perf_counter()
-    bar = _GenerationBar(config.generations, config.progress)
-    minimize(problem, algorithm, ("n_gen", config.generations), seed=config.seed, callback=bar, verbose=False)
-    bar.bar.close()
-    timings["search_s"] = time.perf_counter() - t
-
-    evaluated = pd.DataFrame(
-        [(a, q, lat) for a, (q, lat) in evaluator.records.items()],
-        columns=["arch_str", quality.name, latency.name],
-    )
-    # The front is taken over every candidate evaluated, not only the last population: an archive
-    # costs nothing here and never loses a non-dominated architecture NSGA-II saw on the way.
-    mask = pareto_mask(np.column_stack([-evaluated[quality.name], evaluated[latency.name]]))
-    front = evaluated[mask].sort_values(latency.name).reset_index(drop=True)
+    expensive = not has_accuracy_table(space)
+    parallel = ParallelConfig(workers=config.workers, address=config.ray_address)
+    with make_runner(parallel, expensive) as runner:
+        quality = quality_objective(space, runner)
+        latency = Objective("predicted_latency_ms", f"predicted latency on {target.name} (ms)", predictor.predict)
+        evaluator = Evaluator(quality, latency)
+        t = time.perf_counter()
+        evaluated = run_nsga2(space, evaluator, config.pop_size, config.generations, config.seed, config.progress)
+        timings["search_s"] = time.perf_counter() - t
+        workers = getattr(runner, "workers", 1)
+    front = evaluated[evaluated.pop("on_front")].sort_values(latency.name).reset_index(drop=True)
     return SearchResult(config, space, target, quality, evaluated, front, samples, timings,
-                        time.perf_counter() - start)
+                        time.perf_counter() - start, runner.name, workers,
+                        measure_s / len(samples) if target.can_measure_here and samples else None)
+
+
+def verify_on_device(result: SearchResult) -> pd.DataFrame:
+    """Re-measure every front architecture on the target (only when the target is this machine)."""
+    archs = result.front["arch_str"].tolist()
+    measured = result.target.measure(archs)
+    return pd.DataFrame({"arch_str": archs,
+                         "predicted_latency_ms": result.front["predicted_latency_ms"].to_numpy(),
+                         "measured_latency_ms": [measured[a] for a in archs]})

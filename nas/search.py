@@ -34,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=SearchConfig.seed, help="seed of every random choice")
     p.add_argument("--samples", type=int, default=SearchConfig.samples,
                    help="architectures measured on the target to adapt the predictor")
+    p.add_argument("--workers", type=int, default=None,
+                   help="Ray workers for expensive evaluations (proxy scores of spaces without an accuracy "
+                        "table, e.g. FBNet); default: one per CPU. Table look-ups and predictor calls cost "
+                        "microseconds per candidate and always run inline, where Ray would only add overhead")
+    p.add_argument("--ray-address", default=None,
+                   help="join an existing Ray cluster (e.g. 10.0.0.1:6379, or 'auto') instead of starting a "
+                        "local one; see the README")
     p.add_argument("--out", type=Path, default=SearchConfig.out,
                    help="results go to OUT/<space>-<device>-<time>/")
     p.add_argument("--profiles-dir", type=Path, default=None,
@@ -46,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> SearchConfig:
     return SearchConfig(device=args.device, space=args.space, dataset=args.dataset, pop_size=args.pop_size,
                         generations=args.generations, seed=args.seed, samples=args.samples, out=args.out,
+                        workers=args.workers, ray_address=args.ray_address,
                         profiles_dir=args.profiles_dir, progress=not args.no_progress)
 
 
@@ -57,12 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config.validate()
         from nas.report import OutputDir, run_name, write_results
-        from nas.run import run_search
+        from nas.run import run_search, verify_on_device
 
         out = OutputDir(config.out, run_name(config.space, config.device))
         result = run_search(config)
         result.wall_s = time.perf_counter() - start
-        path, summary = write_results(result, out)
+        # Verification re-measures the front on this machine; it is not part of the search's wall time.
+        verify = verify_on_device(result) if result.target.can_measure_here else None
+        path, summary = write_results(result, out, verify=verify)
     except UsageError as exc:
         if out is not None:
             out.discard()
@@ -85,6 +95,11 @@ def print_summary(path: Path, summary: dict) -> None:
         regret = ", ".join(f"{k} {v:.2f}" for k, v in summary["regret_pp"].items())
         lines.append(f"  against the device's table: HV ratio {summary['true_hv_ratio']:.4f}, "
                      f"predicted within ±10% {summary['pred_within_10pct']:.3f}, regret (pp) {regret}")
+    lines.append(f"  speedup vs measuring every candidate: {summary['speedup']:.0f}x ({summary['speedup_method'].split(':')[0]})")
+    if "verify" in summary:
+        v = summary["verify"]
+        lines.append(f"  front re-measured here: {v['n']} archs, within ±10% {v['within_10pct']:.2f}, "
+                     f"Spearman {v['spearman']}")
     print("\n".join(lines))
 
 

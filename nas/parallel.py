@@ -1,0 +1,113 @@
+"""Running batches of candidate evaluations: inline, or as Ray tasks on a local or existing cluster.
+
+Ray pays for itself when one evaluation costs tens of milliseconds or more (a proxy score on a
+PyTorch module, a latency measurement). Table look-ups and predictor calls cost microseconds per
+candidate, so they stay inline in the driver: shipping them to a worker would cost more than the work.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from nas.config import UsageError
+
+
+@dataclass(frozen=True)
+class ParallelConfig:
+    workers: int | None = None          # local Ray CPUs; None: as many as this machine has
+    address: str | None = None          # join this cluster instead of starting a local one
+    batch_size: int = 4                 # candidates per task: amortises Ray's per-task overhead
+    max_retries: int = 3                # a failed or lost task is resubmitted this many times
+    device_resources: tuple[str, ...] = ()   # custom resources of this node, e.g. ("device:local",)
+
+
+def _call_batch(fn: Callable, args: tuple, items: Sequence) -> list:
+    # One thread per task: parallelism comes from running tasks side by side, and two
+    # multi-threaded PyTorch workers on 2 cores would only fight over them.
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    return [fn(item, *args) for item in items]
+
+
+class InlineRunner:
+    """Evaluates in the calling process: for cheap work, and when Ray is not wanted."""
+
+    name = "inline"
+
+    def map(self, fn: Callable, items: Sequence, *args: Any, resources: dict | None = None) -> list:
+        return [fn(item, *args) for item in items]
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class RayRunner(InlineRunner):
+    """Evaluates batches as Ray tasks; each task is retried on failure or loss of its worker."""
+
+    name = "ray"
+
+    def __init__(self, config: ParallelConfig):
+        import ray
+
+        self.config = config
+        self._ray = ray
+        self._started_here = False
+        if not ray.is_initialized():
+            try:
+                if config.address:
+                    ray.init(address=config.address, log_to_driver=False)
+                else:
+                    # Workers import our packages from the driver's path, installed or not.
+                    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+                    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+                    os.environ["PYTHONPATH"] = path
+                    ray.init(num_cpus=config.workers, include_dashboard=False, log_to_driver=False,
+                             resources={r: 1 for r in config.device_resources}, configure_logging=False)
+            except ConnectionError as exc:
+                raise UsageError(f"cannot join the Ray cluster at {config.address!r}: {exc}") from None
+            self._started_here = True
+        self._remote = ray.remote(_call_batch)
+        self._put: dict[tuple, Any] = {}
+        self.workers = int(ray.cluster_resources().get("CPU", 1))
+
+    def map(self, fn: Callable, items: Sequence, *args: Any, resources: dict | None = None) -> list:
+        ray = self._ray
+        items = list(items)
+        size = max(1, self.config.batch_size)
+        batches = [items[i:i + size] for i in range(0, len(items), size)]
+        opts = dict(num_cpus=1, max_retries=self.config.max_retries, retry_exceptions=True)
+        if resources:
+            opts["resources"] = resources
+        # Arguments (a search space with its tables, say) go to the object store once, not per task.
+        key = tuple(id(a) for a in args)
+        if key not in self._put:
+            self._put[key] = (args, ray.put(args))
+        args_ref = self._put[key][1]
+        refs = [self._remote.options(**opts).remote(fn, args_ref, batch) for batch in batches]
+        out = []
+        for ref in refs:
+            out.extend(ray.get(ref))
+        return out
+
+    def close(self) -> None:
+        if self._started_here and self._ray.is_initialized():
+            self._ray.shutdown()
+
+
+def make_runner(config: ParallelConfig | None, expensive: bool):
+    """Ray for expensive evaluations (or whenever a cluster address is given), inline otherwise."""
+    if config is None or (not expensive and not config.address):
+        return InlineRunner()
+    return RayRunner(config)
