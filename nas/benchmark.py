@@ -1,0 +1,164 @@
+"""`python -m nas.benchmark`: figures that need a run of their own.
+
+  speedup     the same NSGA-II twice on this machine, once with the predictor and once measuring every
+              candidate: both wall times, their ratio, and both fronts' hypervolume under measured latency
+  proxy       the training-free accuracy proxy against NATS-Bench accuracy on NAS-Bench-201
+  throughput  proxy evaluations per second through Ray with 1 worker and with 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from nas.config import SearchConfig, UsageError
+
+
+def speedup(args) -> dict:
+    from nas.devices import resolve_target
+    from nas.evaluator import Evaluator, Objective
+    from nas.metrics import hypervolume, normalised_objectives, pareto_mask
+    from nas.run import initial_table, load_space, quality_objective, run_nsga2, run_search
+
+    if args.device not in ("local", "local-cuda"):
+        raise UsageError("the speedup benchmark measures every candidate, so it needs --device local (or local-cuda)")
+    config = SearchConfig(device=args.device, space=args.space, pop_size=args.pop_size,
+                          generations=args.generations, seed=args.seed, progress=not args.no_progress)
+    config.validate()
+
+    print(f"[1/3] search with the predictor ({args.pop_size} x {args.generations} generations)", file=sys.stderr)
+    t = time.perf_counter()
+    with_predictor = run_search(config)
+    wall_pred = time.perf_counter() - t
+
+    print("[2/3] the same search measuring every candidate on this machine", file=sys.stderr)
+    space = load_space(config)
+    target = resolve_target(config.device, space, initial_table(space))
+    t = time.perf_counter()
+    measured_ms: dict[str, float] = {}
+
+    def measure(archs):
+        values = target.measure(archs)
+        measured_ms.update(values)
+        return np.array([values[a] for a in archs])
+
+    evaluator = Evaluator(quality_objective(space), Objective("measured_latency_ms", "measured latency (ms)", measure))
+    evaluated = run_nsga2(space, evaluator, config.pop_size, config.generations, config.seed, config.progress)
+    wall_meas = time.perf_counter() - t
+    front_meas = evaluated[evaluated["on_front"]]
+
+    print("[3/3] measuring the predictor's front to score both fronts on the same footing", file=sys.stderr)
+    pred_front = with_predictor.front
+    todo = [a for a in pred_front["arch_str"] if a not in measured_ms]
+    measured_ms.update(target.measure(todo) if todo else {})
+    pred_front_lat = np.array([measured_ms[a] for a in pred_front["arch_str"]])
+    max_lat = max(float(np.max(pred_front_lat)), float(front_meas["measured_latency_ms"].max())) * 1.0001
+    q = with_predictor.quality.name
+    hv_pred = hypervolume(normalised_objectives(pred_front[q], pred_front_lat, max_lat))
+    hv_meas = hypervolume(normalised_objectives(front_meas[q], front_meas["measured_latency_ms"], max_lat))
+    return {
+        "device": args.device, "space": args.space, "pop_size": args.pop_size, "generations": args.generations,
+        "seed": args.seed,
+        "wall_s_predictor": wall_pred, "wall_s_measure_all": wall_meas, "speedup": wall_meas / wall_pred,
+        "unique_measured_measure_all": len(evaluated), "unique_evaluated_predictor": len(with_predictor.evaluated),
+        "measured_on_target_predictor": len(with_predictor.samples),
+        "predictor_timings_s": with_predictor.timings_s,
+        "hv_predictor_front": hv_pred, "hv_measured_front": hv_meas, "hv_ratio": hv_pred / hv_meas,
+        "hv_normalisation": "error fraction, latency / max measured latency over both fronts, reference (1, 1)",
+    }
+
+
+def print_speedup(r: dict) -> None:
+    print(f"search with predictor : {r['wall_s_predictor']:8.1f} s  ({r['measured_on_target_predictor']} "
+          f"measured on the device, {r['unique_evaluated_predictor']} candidates evaluated)")
+    print(f"measure every candidate: {r['wall_s_measure_all']:8.1f} s  ({r['unique_measured_measure_all']} "
+          f"unique candidates measured)")
+    print(f"speedup                : {r['speedup']:8.1f}x")
+    print(f"HV under measured latency: predictor front {r['hv_predictor_front']:.4f}, measured front "
+          f"{r['hv_measured_front']:.4f}, hv_ratio {r['hv_ratio']:.4f}")
+
+
+def proxy(args) -> dict:
+    from search_spaces.proxy import ProxyConfig, proxy_benchmark
+
+    return proxy_benchmark(n=args.n, seed=args.seed, config=ProxyConfig(), progress=not args.no_progress)
+
+
+def throughput(args) -> dict:
+    from nas.parallel import ParallelConfig, RayRunner
+    from nas.run import _proxy_of
+    from search_spaces import get_space
+    from search_spaces.proxy import ProxyConfig
+
+    try:
+        space = get_space(args.space)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    archs = space.random_sample(args.n, np.random.default_rng(args.seed))
+    cfg = ProxyConfig()
+    rates = {}
+    for workers in args.workers:
+        runner = RayRunner(ParallelConfig(workers=workers, batch_size=2))
+        try:
+            runner.map(_proxy_of, archs[: 2 * workers], space, cfg)   # warm the workers up
+            t = time.perf_counter()
+            runner.map(_proxy_of, archs, space, cfg)
+            rates[workers] = args.n / (time.perf_counter() - t)
+        finally:
+            runner.close()
+    base = rates[min(rates)]
+    return {"space": args.space, "n": args.n, "proxy": cfg.name,
+            "archs_per_s": {str(k): v for k, v in rates.items()},
+            "scaling": {str(k): v / base for k, v in rates.items()}}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nas.benchmark", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="what", required=True)
+    s = sub.add_parser("speedup", help="predictor search vs measuring every candidate, on this machine")
+    s.add_argument("--device", default="local")
+    s.add_argument("--space", default="nasbench201")
+    s.add_argument("--pop-size", type=int, default=40)
+    s.add_argument("--generations", type=int, default=20)
+    s.add_argument("--seed", type=int, default=0)
+    x = sub.add_parser("proxy", help="proxy score vs true accuracy on NAS-Bench-201")
+    x.add_argument("--n", type=int, default=1000)
+    x.add_argument("--seed", type=int, default=0)
+    t = sub.add_parser("throughput", help="proxy evaluations per second through Ray, by worker count")
+    t.add_argument("--space", default="fbnet")
+    t.add_argument("--n", type=int, default=48)
+    t.add_argument("--workers", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2])
+    t.add_argument("--seed", type=int, default=0)
+    for sp in (s, x, t):
+        sp.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+        sp.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = {"speedup": speedup, "proxy": proxy, "throughput": throughput}[args.what](args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.what == "speedup":
+        print_speedup(result)
+    else:
+        print(json.dumps(result, indent=2))
+    if args.json:
+        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2, default=float) + "\n")
+        tmp.replace(args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
