@@ -1,0 +1,176 @@
+"""This machine as an unseen device: measure N random architectures, adapt from 3, score predictions.
+
+The shipped tables never saw this machine, so this is the honest test of few-shot adaptation: the
+MAPLE predictor is fitted on the tables, adapted from the reference architectures measured here,
+and its predictions for N other architectures measured here are scored by MAPLE's ±10% error-bound
+accuracy and Spearman's rank correlation. The affine nearest-device baseline is scored alongside.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from profiler.measure import MeasureConfig, Measurement, machine_description, measure_archs
+
+
+@dataclass
+class BenchmarkConfig:
+    """N random archs drawn with `seed`; `n_reference` archs (chosen by the predictor) to adapt from."""
+
+    space: str = "nasbench201"
+    n: int = 100
+    seed: int = 0
+    n_reference: int = 3
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+
+
+@dataclass
+class BenchmarkResult:
+    machine: dict
+    config: dict
+    measured: dict[str, dict]                  # arch -> Measurement.to_dict(), the N test archs
+    reference: dict[str, float]                # arch -> median ms, what the predictors adapted from
+    reference_source: str                      # "maple.reference_archs" or why another choice was made
+    predictions: dict[str, dict[str, float]]   # predictor name -> arch -> predicted ms
+    scores: dict[str, dict[str, float]]        # predictor name -> within_10pct, spearman, ...
+    seconds_per_arch: float                    # wall time per measured arch, build included
+    notes: list[str] = field(default_factory=list)
+
+
+def maple_available() -> bool:
+    """Whether predictor/maple.py exists (it is written alongside this module)."""
+    return importlib.util.find_spec("predictor.maple") is not None
+
+
+def score(pred: Sequence[float], true: Sequence[float]) -> dict[str, float]:
+    """±1/5/10% error-bound accuracy (fractions) and Spearman, from predictor.metrics where present."""
+    if importlib.util.find_spec("predictor.metrics") is not None:
+        from predictor.metrics import latency_scores
+
+        return latency_scores(pred, true)
+    import pandas as pd
+
+    pred, true = np.asarray(pred, float), np.asarray(true, float)
+    rel = np.abs(pred - true) / true
+    out = {f"within_{b}pct": float(np.mean(rel <= b / 100 + 1e-12)) for b in (1, 5, 10)}
+    # Pearson of average ranks is Spearman with ties, without needing scipy.
+    out["spearman"] = float(pd.Series(pred).rank().corr(pd.Series(true).rank()))
+    return out
+
+
+def sample_archs(space, n: int, seed: int) -> list[str]:
+    """`n` distinct archs drawn uniformly with `seed`."""
+    rng = np.random.default_rng(seed)
+    everything = space.all_archs()
+    if everything is not None:
+        if n > len(everything):
+            raise ValueError(f"--n {n} exceeds the {len(everything)} architectures of {space.name}")
+        return [everything[i] for i in rng.choice(len(everything), size=n, replace=False)]
+    out: dict[str, None] = {}
+    while len(out) < n:
+        out.update(dict.fromkeys(space.random_sample(n - len(out), rng)))
+    return list(out)[:n]
+
+
+def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None = None,
+                  progress: bool = True) -> BenchmarkResult:
+    """Measure, adapt, predict and score; see the module docstring.
+
+    `reference_archs` overrides the predictor's choice. Without predictor/maple.py the baseline
+    alone is scored, adapted from `reference_archs` or, failing those, 3 random archs outside the N.
+    """
+    import pandas as pd
+
+    from predictor.baselines import AffineNearestDevice
+    from predictor.tables import LatencyTable
+    from search_spaces.registry import get_space
+
+    space = get_space(config.space)
+    table_df = space.latency_table()
+    if table_df is None:
+        raise ValueError(f"search space {space.name!r} ships no latency table to fit the predictors on")
+    table = LatencyTable.from_long(table_df)
+    notes: list[str] = []
+    test = sample_archs(space, config.n, config.seed)
+
+    maple = None
+    if maple_available():
+        from predictor.maple import MaplePredictor
+
+        maple = MaplePredictor(space).fit(table)
+    if reference_archs is not None:
+        refs, source = list(reference_archs), "given by the caller"
+    elif maple is not None:
+        refs, source = list(maple.reference_archs(config.n_reference)), "maple.reference_archs"
+    else:
+        pool = [a for a in sample_archs(space, config.n + 50, config.seed + 1) if a not in set(test)]
+        refs, source = pool[:config.n_reference], "random (predictor/maple.py not present)"
+        notes.append("predictor/maple.py is not present: only the affine baseline is scored")
+
+    start = time.perf_counter()
+    measured = measure_archs(space, test, config.measure, progress=progress)
+    seconds_per_arch = (time.perf_counter() - start) / len(test)
+    missing = [a for a in refs if a not in measured]
+    ref_measured: dict[str, Measurement] = dict(measure_archs(space, missing, config.measure, progress=progress))
+    ref_ms = {a: (measured.get(a) or ref_measured[a]).median_ms for a in refs}
+
+    true = np.array([measured[a].median_ms for a in test])
+    predictors = {"affine_nearest_device": AffineNearestDevice().fit(table)}
+    if maple is not None:
+        predictors = {"maple": maple, **predictors}
+    predictions, scores = {}, {}
+    for label, predictor in predictors.items():
+        pred = np.asarray(predictor.adapt(ref_ms).predict(test), dtype=float)
+        predictions[label] = dict(zip(test, map(float, pred)))
+        scores[label] = score(pred, true)
+    summary = pd.Series(true)
+    notes.append(f"measured medians over {len(test)} archs: min {summary.min():.2f} ms, "
+                 f"median {summary.median():.2f} ms, max {summary.max():.2f} ms")
+    return BenchmarkResult(
+        machine=machine_description(),
+        config={**asdict(config), "reference_archs": refs},
+        measured={a: m.to_dict() for a, m in measured.items()},
+        reference=ref_ms, reference_source=source, predictions=predictions, scores=scores,
+        seconds_per_arch=seconds_per_arch, notes=notes)
+
+
+def write_json(result: BenchmarkResult, path: Path | str) -> Path:
+    """Write `result` to `path` through a temporary file, so a failed write leaves nothing half-done."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                     delete=False, encoding="utf-8") as f:
+        json.dump(asdict(result), f, indent=2)
+        f.write("\n")
+    os.replace(f.name, path)
+    return path
+
+
+def format_result(result: BenchmarkResult) -> str:
+    """Human-readable summary: machine, cost per arch, measured spread, scores per predictor."""
+    m = result.machine
+    iqr_rel = [d["iqr_ms"] / d["median_ms"] for d in result.measured.values()]
+    lines = [
+        f"machine: {m['cpu_model']} ({m['logical_cores']} logical cores), torch {m['torch_version']}",
+        f"measured {len(result.measured)} archs at batch {result.config['measure']['batch_size']}, "
+        f"{result.config['measure']['threads']} thread(s): {result.seconds_per_arch:.2f} s per arch "
+        f"(build + {result.config['measure']['warmup']} warm-up + {result.config['measure']['runs']} runs)",
+        f"spread: IQR / median is {100 * np.median(iqr_rel):.1f}% at the median arch, "
+        f"{100 * np.max(iqr_rel):.1f}% at worst",
+        *result.notes,
+        f"reference archs ({result.reference_source}):",
+        *[f"  {ms:8.2f} ms  {a}" for a, ms in result.reference.items()],
+    ]
+    for label, s in result.scores.items():
+        lines.append(f"{label:>22}: ±10% accuracy {100 * s['within_10pct']:.1f}%  ±5% {100 * s['within_5pct']:.1f}%  "
+                     f"Spearman {s['spearman']:.3f}")
+    return "\n".join(lines)

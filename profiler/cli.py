@@ -1,0 +1,204 @@
+"""`python -m profiler`: profile this machine for a search space, or benchmark the predictor on it.
+
+Errors a user can cause (unknown space, unwritable directory, an architecture that does not build,
+perf missing with --counters required) print one line on stderr and exit with status 2; nothing is
+written unless the whole profile was measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import warnings
+from typing import Sequence
+
+from profiler.counters import DEFAULT_EVENTS
+
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """A mistake the user can fix; printed as one line, exit status 2."""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m profiler",
+        description="Measure neural architectures on this machine: latency (median of repeated runs), hardware "
+                    "counters where perf can read them, and device profiles that a search on another machine "
+                    "can target.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    measure = argparse.ArgumentParser(add_help=False)
+    measure.add_argument("--space", default="nasbench201", help="search space (default: nasbench201)")
+    measure.add_argument("--batch-size", type=_positive, default=1, help="inference batch size (default: 1)")
+    measure.add_argument("--runs", type=_positive, default=50, help="timed runs per architecture (default: 50)")
+    measure.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs per architecture (default: 10)")
+    measure.add_argument("--threads", type=_positive, default=1, help="torch threads while measuring (default: 1)")
+    measure.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                         help="where the networks run (default: cpu); counters are always the CPU's")
+    measure.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser(
+        "profile", parents=[measure], help="measure the predictor's reference archs here and save a device profile",
+        description="Measure the architectures the MAPLE predictor adapts from on this machine, read the hardware "
+                    "counters (cycles, instructions, cache references/misses, branch misses) where perf can, and "
+                    "save the profile as <profiles-dir>/<name>--<space>.json. Profiles are found in --profiles-dir, "
+                    "else $HWNAS_PROFILES_DIR, else ~/.local/share/hwnas/profiles.")
+    p.add_argument("--name", required=True,
+                   help="device name the search will use, e.g. xeon6230 (letters, digits, '.', '_', '-')")
+    p.add_argument("--samples", type=_positive, default=3,
+                   help="how many reference archs the predictor picks (default: 3, as in MAPLE)")
+    p.add_argument("--arch", action="append", metavar="ARCH",
+                   help="measure this architecture instead of the predictor's choice (repeatable)")
+    p.add_argument("--profiles-dir", help="directory for profiles (default: $HWNAS_PROFILES_DIR or "
+                                          "~/.local/share/hwnas/profiles)")
+    p.add_argument("--counters", choices=("auto", "required", "off"), default="auto",
+                   help="auto: record counters where perf can read them, else record why not (default); "
+                        "required: fail (exit 2) when they cannot be read; off: do not try")
+    p.add_argument("--perf", default="perf", help="perf executable (default: perf on PATH)")
+
+    b = sub.add_parser(
+        "benchmark", parents=[measure], help="score the predictor on this machine as an unseen device",
+        description="Measure N random architectures here (one at a time), adapt the MAPLE predictor from the "
+                    "reference archs measured here, predict the N and print ±10%% error-bound accuracy and Spearman "
+                    "(with the affine nearest-device baseline alongside).")
+    b.add_argument("--n", type=_positive, default=100, help="random architectures to measure (default: 100)")
+    b.add_argument("--seed", type=int, default=0, help="seed of the random architectures (default: 0)")
+    b.add_argument("--reference", type=_positive, default=3, help="reference archs to adapt from (default: 3)")
+    b.add_argument("--json", metavar="PATH", help="also write every measurement and prediction to PATH")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            # Our warnings are for the user, one line each, not Python's file:line format.
+            warnings.showwarning = lambda message, *a, **k: print(f"warning: {message}", file=sys.stderr)
+            return _profile(args) if args.command == "profile" else _benchmark(args)
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+def _space(name: str):
+    from search_spaces.registry import get_space
+
+    try:
+        return get_space(name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _measure_config(args):
+    from profiler.measure import MeasureConfig
+
+    if args.warmup < 0:
+        raise UsageError(f"--warmup must be 0 or more, got {args.warmup}")
+    config = MeasureConfig(batch_size=args.batch_size, warmup=args.warmup, runs=args.runs,
+                           threads=args.threads, device=args.device)
+    if config.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: torch sees no CUDA GPU on this machine")
+    return config
+
+
+def _reference_archs(space, k: int) -> list[str]:
+    if importlib.util.find_spec("predictor.maple") is None:
+        raise UsageError("predictor/maple.py is not available, so the reference archs are unknown; "
+                         "pass them with --arch ARCH (repeatable)")
+    from predictor.maple import MaplePredictor
+    from predictor.tables import LatencyTable
+
+    table = space.latency_table()
+    if table is None:
+        raise UsageError(f"search space {space.name!r} ships no latency table to choose reference archs from; "
+                         "pass them with --arch ARCH (repeatable)")
+    return list(MaplePredictor(space).fit(LatencyTable.from_long(table)).reference_archs(k))
+
+
+def _profile(args) -> int:
+    from profiler.counters import read_counters
+    from profiler.measure import MeasurementError
+    from profiler.profiles import ProfileError, check_writable, profile_machine, profile_path, save_profile
+
+    space = _space(args.space)
+    config = _measure_config(args)
+    try:
+        profile_path(args.name, space.name)
+        directory = check_writable(args.profiles_dir)
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from None
+    if args.arch:
+        archs = list(dict.fromkeys(args.arch))
+        for arch in archs:
+            try:
+                space.encode(arch)
+            except ValueError as exc:
+                raise UsageError(f"--arch: {exc}") from None
+    else:
+        archs = _reference_archs(space, args.samples)
+    if args.counters == "required":
+        # Checked before minutes of measuring: a trivial command shows whether perf can count here.
+        probe = read_counters(["true"], DEFAULT_EVENTS, perf=args.perf)
+        if not probe.available:
+            raise UsageError(f"--counters required, but they cannot be read: {probe.reason}")
+    try:
+        profile = profile_machine(args.name, space, archs, config, progress=not args.quiet,
+                                  counters=args.counters != "off", perf=args.perf)
+        if args.counters == "required" and profile.counters == "unavailable":
+            raise UsageError(f"--counters required, but they cannot be read: {profile.counters_reason}")
+        path = save_profile(profile, directory)
+    except (MeasurementError, ProfileError) as exc:
+        raise UsageError(str(exc)) from None
+    print(f"saved profile {profile.name!r} for {profile.space} to {path}")
+    print(f"machine: {profile.machine['cpu_model']}" + (f", GPU {profile.machine['gpu_name']}"
+                                                        if profile.machine.get("gpu_name") else ""))
+    print(f"batch {profile.batch_size}, {profile.threads} thread(s), {config.runs} runs after {config.warmup} warm-up")
+    for arch, ms in profile.samples.items():
+        s = profile.spreads[arch]
+        print(f"  {ms:8.3f} ms  (IQR {s['iqr_ms']:.3f} ms)  {arch}")
+    if profile.counters == "unavailable":
+        print(f"counters: unavailable ({profile.counters_reason})")
+    else:
+        ev = profile.counters["events"]
+        print("counters per inference: " + ", ".join(f"{k} {v:.4g}" for k, v in ev.items()))
+        print("derived: " + ", ".join(f"{k} {v:.4g}" for k, v in profile.counters["derived"].items()))
+    return 0
+
+
+def _benchmark(args) -> int:
+    from profiler.benchmark import BenchmarkConfig, format_result, run_benchmark, write_json
+    from profiler.measure import MeasurementError
+
+    space = _space(args.space)
+    config = BenchmarkConfig(space=space.name, n=args.n, seed=args.seed, n_reference=args.reference,
+                             measure=_measure_config(args))
+    try:
+        result = run_benchmark(config, progress=not args.quiet)
+    except (MeasurementError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    print(format_result(result))
+    if args.json:
+        try:
+            print(f"wrote {write_json(result, args.json)}")
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.json}: {exc.strerror or exc}") from None
+    return 0
