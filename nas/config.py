@@ -23,6 +23,7 @@ class SearchConfig:
     workers: int | None = None          # Ray workers; None = inline where evaluation is cheap
     ray_address: str | None = None
     profiles_dir: Path | None = None
+    tables: tuple[Path, ...] = ()       # user latency tables: the predictor's initial set
     progress: bool = True
     extra: dict = field(default_factory=dict)
 

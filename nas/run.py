@@ -22,7 +22,7 @@ from nas.evaluator import Evaluator, Objective
 from nas.metrics import pareto_mask
 from nas.parallel import InlineRunner, ParallelConfig, make_runner
 from nas.problem import NasProblem
-from predictor.tables import LatencyTable
+from predictor.tables import LatencyTable, read_latency_files
 from search_spaces import SearchSpace, get_space
 
 
@@ -61,11 +61,33 @@ def load_space(config: SearchConfig) -> SearchSpace:
         raise UsageError(str(exc)) from None
 
 
-def initial_table(space: SearchSpace) -> LatencyTable:
-    long = space.latency_table()
-    if long is None:
-        raise UsageError(f"search space {space.name!r} ships no latency tables; give the predictor an initial set")
-    return LatencyTable.from_long(long)
+def initial_table(space: SearchSpace, tables=()) -> LatencyTable:
+    """The predictor's initial set: the user's tables where given, else the tables the space ships."""
+    if tables:
+        try:
+            long = read_latency_files(tables)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        bad = []
+        for arch in long["arch_str"].unique():
+            try:
+                space.encode(arch)
+            except ValueError:
+                bad.append(arch)
+        if bad:
+            raise UsageError(f"{len(bad)} architecture string(s) in the tables are not in space {space.name!r}, "
+                             f"e.g. {bad[0]!r}")
+    else:
+        long = space.latency_table()
+        if long is None:
+            raise UsageError(
+                f"search space {space.name!r} ships no latency tables. Measure an initial set on this machine "
+                f"(and on any other you have) with: python -m profiler collect --space {space.name} --n 200 "
+                f"--out tables/; then search with --tables tables/")
+    try:
+        return LatencyTable.from_long(long)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def has_accuracy_table(space: SearchSpace) -> bool:
@@ -140,7 +162,7 @@ def run_search(config: SearchConfig) -> SearchResult:
     start = time.perf_counter()
     timings = {}
     space = load_space(config)
-    table = initial_table(space)
+    table = initial_table(space, config.tables)
     target = resolve_target(config.device, space, table, config.profiles_dir)
 
     t = time.perf_counter()

@@ -29,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None,
                    help="dataset whose accuracy is the quality objective (nasbench201: cifar10, cifar100, "
                         "imagenet16-120); default: the space's own")
+    p.add_argument("--tables", type=Path, nargs="+", default=(),
+                   help="latency tables (parquet/CSV with columns device, arch_str, latency_ms, or folders of "
+                        "them) to train the predictor on instead of the space's shipped tables; needed for a "
+                        "space that ships none (python -m profiler collect makes them)")
     p.add_argument("--pop-size", type=int, default=SearchConfig.pop_size, help="NSGA-II population size")
     p.add_argument("--generations", type=int, default=SearchConfig.generations, help="NSGA-II generations")
     p.add_argument("--seed", type=int, default=SearchConfig.seed, help="seed of every random choice")
@@ -54,7 +58,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     return SearchConfig(device=args.device, space=args.space, dataset=args.dataset, pop_size=args.pop_size,
                         generations=args.generations, seed=args.seed, samples=args.samples, out=args.out,
                         workers=args.workers, ray_address=args.ray_address,
-                        profiles_dir=args.profiles_dir, progress=not args.no_progress)
+                        profiles_dir=args.profiles_dir, tables=tuple(args.tables), progress=not args.no_progress)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,3 +54,34 @@ class LatencyTable:
     def column(self, device: str) -> pd.Series:
         """Latencies (ms) of one device, indexed by arch string."""
         return pd.Series(self.latency_ms[self.devices.index(device)], index=list(self.archs), name=device)
+
+
+def read_latency_files(paths) -> pd.DataFrame:
+    """Long latency table (device, arch_str, latency_ms) from parquet/CSV files or folders of them.
+
+    Files measured on several machines merge by concatenation. Raises ValueError with the path when
+    a file is missing, unreadable or lacks a column.
+    """
+    from pathlib import Path
+
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.suffix in (".parquet", ".csv"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ValueError(f"latency table not found: {p}")
+    if not files:
+        raise ValueError(f"no .parquet or .csv latency tables in {', '.join(map(str, paths))}")
+    frames = []
+    for f in files:
+        try:
+            df = pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f)
+        except Exception as exc:  # pandas raises many types for a bad file
+            raise ValueError(f"cannot read latency table {f}: {exc}") from None
+        missing = {"device", "arch_str", "latency_ms"} - set(df.columns)
+        if missing:
+            raise ValueError(f"latency table {f} lacks column(s) {', '.join(sorted(missing))}")
+        frames.append(df[["device", "arch_str", "latency_ms"]].astype({"device": str, "arch_str": str}))
+    return pd.concat(frames, ignore_index=True)

@@ -1,8 +1,19 @@
-"""Find a search space by name."""
+"""Find a search space: a built-in name, a file (`path/to/file.py:ClassName`), a module
+(`package.module:ClassName`) or an installed package's entry point in the group `hwnas.search_spaces`.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
 from search_spaces.base import SearchSpace
+
+ENTRY_POINT_GROUP = "hwnas.search_spaces"
 
 
 def _builtin():
@@ -13,17 +24,73 @@ def _builtin():
     return {"fbnet": FBNet, "nasbench201": NasBench201}
 
 
+def _entry_points() -> dict:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
 def available_spaces() -> list[str]:
-    return sorted(_builtin())
+    return sorted(set(_builtin()) | set(_entry_points()))
+
+
+def _load_file(path: Path):
+    if not path.is_file():
+        raise ValueError(f"search space file not found: {path}")
+    module_name = f"hwnas_user_space_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    # Registered before exec so that pickling (e.g. to Ray workers) can find the module by name.
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise ValueError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
+    return module
+
+
+def _load_class(spec: str) -> type:
+    where, _, cls_name = spec.rpartition(":")
+    if where.endswith(".py") or "/" in where or Path(where).suffix == ".py":
+        module = _load_file(Path(where))
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as exc:
+            raise ValueError(f"cannot import module {where!r} for search space {spec!r}: {exc}") from None
+    cls = getattr(module, cls_name, None)
+    if cls is None:
+        raise ValueError(f"{where} has no class {cls_name!r}")
+    return cls
+
+
+def _check(cls, spec: str) -> type:
+    if not (inspect.isclass(cls) and issubclass(cls, SearchSpace)):
+        raise ValueError(f"{spec!r} is not a SearchSpace subclass (see search_spaces/base.py)")
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        raise ValueError(f"{spec!r} does not implement the SearchSpace method(s): {missing}")
+    return cls
 
 
 def get_space(name: str, dataset: str | None = None) -> SearchSpace:
-    """The space called `name`, for `dataset` where the space has accuracy tables.
+    """The space called `name` (built-in or entry point), or loaded from `file.py:Class` / `module:Class`.
 
-    Raises ValueError with the known names when `name` is unknown.
+    Raises ValueError with a message a user can act on when it cannot be found or loaded.
     """
-    spaces = _builtin()
-    if name not in spaces:
-        raise ValueError(f"unknown search space {name!r}; known spaces: {', '.join(sorted(spaces))}")
-    cls = spaces[name]
-    return cls(dataset) if dataset is not None else cls()
+    builtin = _builtin()
+    if name in builtin:
+        cls = builtin[name]
+    elif ":" in name:
+        cls = _check(_load_class(name), name)
+    else:
+        eps = _entry_points()
+        if name not in eps:
+            raise ValueError(f"unknown search space {name!r}; known spaces: {', '.join(available_spaces())}; "
+                             "or give your own as path/to/file.py:ClassName or package.module:ClassName")
+        cls = _check(eps[name].load(), name)
+    if dataset is not None and cls.datasets and dataset not in cls.datasets:
+        raise ValueError(f"unknown dataset {dataset!r} for {name}; choose from {', '.join(cls.datasets)}")
+    try:
+        return cls(dataset) if dataset is not None else cls()
+    except TypeError as exc:
+        raise ValueError(f"cannot construct {name}: {exc}") from None
