@@ -1,0 +1,253 @@
+"""profiler.measure, profiler.profiles, the CLI and the benchmark's pieces, on real (small) measurements."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from profiler.measure import (MeasureConfig, Measurement, MeasurementError, machine_description, measure_archs,
+                              measure_module)
+from profiler.profiles import (FORMAT_VERSION, DeviceProfile, ProfileError, load_profile, name_matches_machine,
+                               profile_machine, profiles_dir, save_profile)
+from search_spaces.registry import get_space
+
+REPO = Path(__file__).resolve().parents[1]
+# The cheapest NB201 networks: no convolutions in the cells.
+TINY = "|skip_connect~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|"
+TINY2 = "|avg_pool_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|"
+FAST = MeasureConfig(warmup=1, runs=5)
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("nasbench201")
+
+
+# --- measure ---------------------------------------------------------------------------------
+
+def test_measure_module_on_tiny_arch_restores_threads_and_mode(space):
+    module = space.build_module(TINY).train()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        m = measure_module(module, space.input_shape, MeasureConfig(warmup=2, runs=7, threads=1))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert isinstance(m, Measurement)
+    assert m.median_ms > 0 and m.p25_ms <= m.median_ms <= m.p75_ms
+    assert m.iqr_ms == pytest.approx(m.p75_ms - m.p25_ms)
+    assert m.runs == 7 and m.batch_size == 1 and m.threads == 1 and m.device == "cpu"
+    assert m.input_shape == tuple(space.input_shape)
+    assert module.training, "the caller's module comes back in the mode it was in"
+
+
+def test_measure_module_batch_size_reaches_the_input(space):
+    shapes = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            shapes.append(tuple(x.shape))
+            return x
+
+    m = measure_module(Spy(), (3, 8, 8), MeasureConfig(batch_size=4, warmup=1, runs=3))
+    assert shapes == [(4, 3, 8, 8)] * 4 and m.batch_size == 4
+
+
+def test_forward_failure_is_a_measurement_error():
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("shape mismatch")
+
+    threads = torch.get_num_threads()
+    with pytest.raises(MeasurementError, match="shape mismatch"):
+        measure_module(Broken(), (3, 4, 4), FAST)
+    assert torch.get_num_threads() == threads
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_gpu_is_a_clear_error(space):
+    with pytest.raises(MeasurementError, match="no CUDA GPU"):
+        measure_module(space.build_module(TINY), space.input_shape, MeasureConfig(device="cuda", runs=1))
+
+
+def test_measure_config_refuses_nonsense():
+    for bad in (dict(runs=0), dict(batch_size=0), dict(threads=0), dict(warmup=-1), dict(device="tpu")):
+        with pytest.raises(ValueError):
+            MeasureConfig(**bad)
+
+
+def test_measure_archs_one_each_in_order(space):
+    out = measure_archs(space, [TINY2, TINY, TINY2], FAST, progress=False)
+    assert list(out) == [TINY2, TINY]
+    assert all(m.median_ms > 0 and m.runs == 5 for m in out.values())
+
+
+def test_measure_archs_names_the_arch_that_does_not_build(space):
+    with pytest.raises(MeasurementError, match=r"cannot build 'not-an-arch' in search space 'nasbench201'"):
+        measure_archs(space, [TINY, "not-an-arch"], FAST, progress=False)
+
+
+def test_machine_description_is_this_machine():
+    d = machine_description()
+    assert d["logical_cores"] == os.cpu_count()
+    assert d["torch_version"] == torch.__version__
+    assert isinstance(d["cpu_model"], str) and d["cpu_model"]
+    assert (d["gpu_name"] is None) == (not torch.cuda.is_available())
+
+
+# --- profiles --------------------------------------------------------------------------------
+
+def _profile(**overrides) -> DeviceProfile:
+    fields = dict(name="box1", space="nasbench201", machine={"cpu_model": "AMD EPYC"}, torch_version="2.13.0",
+                  threads=1, batch_size=1, samples={TINY: 1.5, TINY2: 2.5},
+                  spreads={TINY: {"p25_ms": 1.4, "p75_ms": 1.6, "iqr_ms": 0.2, "runs": 5}},
+                  counters="unavailable", counters_reason="perf not installed", created="2026-01-01T00:00:00+00:00")
+    fields.update(overrides)
+    return DeviceProfile(**fields)
+
+
+def test_profile_round_trip(tmp_path):
+    p = _profile()
+    path = save_profile(p, tmp_path)
+    assert path == tmp_path / "box1--nasbench201.json"
+    assert load_profile("box1", "nasbench201", tmp_path) == p
+    assert [f.name for f in tmp_path.iterdir()] == [path.name], "no temporary file is left behind"
+
+
+def test_profile_save_overwrites_atomically(tmp_path):
+    save_profile(_profile(), tmp_path)
+    save_profile(_profile(samples={TINY: 9.0}), tmp_path)
+    assert load_profile("box1", "nasbench201", tmp_path).samples == {TINY: 9.0}
+
+
+def test_missing_profile_is_none(tmp_path):
+    assert load_profile("nobody", "nasbench201", tmp_path) is None
+    assert load_profile("nobody", "nasbench201", tmp_path / "no-such-dir") is None
+
+
+def _write(tmp_path, text: str) -> None:
+    (tmp_path / "box1--nasbench201.json").write_text(text)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: "{not json", "not valid JSON"),
+    (lambda d: json.dumps([1, 2]), "not an object"),
+    (lambda d: json.dumps({**d, "space": "fbnet"}), "is for search space 'fbnet'"),
+    (lambda d: json.dumps({**d, "format_version": FORMAT_VERSION + 1}), "format_version"),
+    (lambda d: json.dumps({k: v for k, v in d.items() if k != "format_version"}), "format_version None"),
+    (lambda d: json.dumps({k: v for k, v in d.items() if k != "samples"}), "lacks field(s) samples"),
+    (lambda d: json.dumps({**d, "samples": {TINY: -1}}), "positive latencies"),
+    (lambda d: json.dumps({**d, "name": "other"}), "says its name is 'other'"),
+])
+def test_bad_profiles_raise_profile_error(tmp_path, change, message):
+    _write(tmp_path, change(_profile().to_dict()))
+    with pytest.raises(ProfileError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_profile("box1", "nasbench201", tmp_path)
+
+
+def test_profile_names_that_cannot_be_files():
+    for bad in ("", "../etc", "a/b", ".hidden"):
+        with pytest.raises(ProfileError):
+            save_profile(_profile(name=bad))
+
+
+def test_unwritable_profiles_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ProfileError, match="cannot write profiles to"):
+        save_profile(_profile(), blocker / "sub")
+
+
+def test_profiles_dir_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("HWNAS_PROFILES_DIR", str(tmp_path))
+    assert profiles_dir() == tmp_path
+    monkeypatch.delenv("HWNAS_PROFILES_DIR")
+    assert profiles_dir() == Path.home() / ".local" / "share" / "hwnas" / "profiles"
+
+
+def test_name_matches_machine():
+    assert name_matches_machine("xeon6230", "Intel(R) Xeon(R) Gold 6230 CPU @ 2.10GHz")
+    assert name_matches_machine("i5-7600k", "Intel(R) Core(TM) i5-7600K CPU @ 3.80GHz")
+    assert name_matches_machine("epyc-vm", "AMD EPYC")
+    assert not name_matches_machine("xeon6230", "AMD EPYC")
+    assert not name_matches_machine("intel-box", "Intel(R) Core(TM) i9-9920X")
+
+
+def test_profile_machine_measures_records_and_warns(space):
+    model = machine_description()["cpu_model"]
+    with pytest.warns(UserWarning, match="does not mention this machine's CPU"):
+        p = profile_machine("zzqqxx", space, [TINY, TINY2], FAST, progress=False, perf="/nonexistent/perf")
+    assert p.machine["cpu_model"] == model
+    assert set(p.samples) == {TINY, TINY2} and all(v > 0 for v in p.samples.values())
+    assert p.spreads[TINY]["runs"] == 5
+    assert p.counters == "unavailable" and p.counters_reason.startswith("perf not installed")
+    assert p.format_version == FORMAT_VERSION and p.space == "nasbench201"
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "profiler", *args], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=300)
+
+
+def test_cli_unknown_space_exits_2_without_traceback():
+    proc = _cli("profile", "--name", "x", "--space", "nope")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("error: unknown search space 'nope'")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cases = [
+        ("--arch", TINY, "--profiles-dir", str(blocker / "sub")),                       # unwritable
+        ("--arch", "not-an-arch", "--profiles-dir", str(tmp_path / "p")),               # does not parse
+        ("--arch", TINY, "--counters", "required", "--perf", "/nonexistent/perf",       # perf missing
+         "--profiles-dir", str(tmp_path / "p")),
+    ]
+    for extra in cases:
+        proc = _cli("profile", "--name", "box", "--runs", "2", "--quiet", *extra)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert len([ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]) == 1
+    assert not any((tmp_path / "p").glob("*.json"))
+
+
+def test_cli_profile_writes_a_loadable_profile(tmp_path):
+    proc = _cli("profile", "--name", "box", "--arch", TINY, "--runs", "3", "--warmup", "1", "--quiet",
+                "--counters", "off", "--profiles-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert str(tmp_path / "box--nasbench201.json") in proc.stdout
+    p = load_profile("box", "nasbench201", tmp_path)
+    assert list(p.samples) == [TINY] and p.counters_reason == "counters not requested"
+
+
+# --- benchmark pieces ------------------------------------------------------------------------
+
+def test_benchmark_score_and_sampling(space):
+    from profiler.benchmark import sample_archs, score
+
+    s = score([1.0, 2.2, 2.9, 5.0], [1.0, 2.0, 3.0, 4.0])
+    assert s["within_10pct"] == pytest.approx(0.75) and s["spearman"] == pytest.approx(1.0)
+    archs = sample_archs(space, 20, seed=3)
+    assert len(set(archs)) == 20 and archs == sample_archs(space, 20, seed=3)
+
+
+def test_benchmark_runs_end_to_end_small():
+    from profiler.benchmark import BenchmarkConfig, format_result, run_benchmark
+
+    result = run_benchmark(BenchmarkConfig(n=4, seed=1, measure=MeasureConfig(warmup=1, runs=3)), progress=False)
+    assert len(result.measured) == 4 and len(result.reference) == 3
+    assert set(result.scores) >= {"affine_nearest_device"}
+    assert all(0.0 <= s["within_10pct"] <= 1.0 for s in result.scores.values())
+    assert "per arch" in format_result(result)
