@@ -127,6 +127,10 @@ class FBNet(SearchSpace):
         self.input_shape = (3, 32, 32)
         self._lat: pd.DataFrame | None = None
 
+    def __getstate__(self) -> dict:
+        # Spaces travel to Ray workers: send the settings, not the cached 110,000-row table.
+        return {"dataset": self.dataset, "input_shape": self.input_shape, "_lat": None}
+
     @property
     def n_choices(self) -> np.ndarray:
         return np.full(N_LAYERS, len(OPS))
