@@ -172,9 +172,11 @@ def _profile(args) -> int:
     print(f"machine: {profile.machine['cpu_model']}" + (f", GPU {profile.machine['gpu_name']}"
                                                         if profile.machine.get("gpu_name") else ""))
     print(f"batch {profile.batch_size}, {profile.threads} thread(s), {config.runs} runs after {config.warmup} warm-up")
+    print("   median ms      IQR ms      min ms  thread-CPU ms  arch")
     for arch, ms in profile.samples.items():
         s = profile.spreads[arch]
-        print(f"  {ms:8.3f} ms  (IQR {s['iqr_ms']:.3f} ms)  {arch}")
+        cpu = f"{s['cpu_median_ms']:13.3f}" if s.get("cpu_median_ms") is not None else f"{'-':>13}"
+        print(f"  {ms:10.3f}  {s['iqr_ms']:10.3f}  {s['min_ms']:10.3f}  {cpu}  {arch}")
     if profile.counters == "unavailable":
         print(f"counters: unavailable ({profile.counters_reason})")
     else:

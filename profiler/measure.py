@@ -54,7 +54,11 @@ class Measurement:
     """Latency of one forward pass in ms: median and quartiles over `runs` timed runs.
 
     `wall_s` is what the whole measurement took (warm-up and timed runs, not the build), so a caller
-    can estimate the cost of measuring many candidates.
+    can estimate the cost of measuring many candidates. `cpu_median_ms` is the median CPU time of
+    the calling thread per run, only for one thread on the CPU (else None): other jobs on a shared
+    machine stretch wall time while this process waits for a core, but not its CPU time, so a
+    `median_ms` far above `cpu_median_ms` shows the machine was busy. `min_ms` is the least
+    disturbed run.
     """
 
     median_ms: float
@@ -68,6 +72,12 @@ class Measurement:
     device: str
     threads: int
     wall_s: float
+    cpu_median_ms: float | None = None
+
+    @property
+    def relative_iqr(self) -> float:
+        """IQR / median: the run-to-run spread as a fraction of the latency."""
+        return self.iqr_ms / self.median_ms if self.median_ms > 0 else float("inf")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -98,6 +108,7 @@ def measure_module(module, input_shape: Sequence[int], config: MeasureConfig) ->
         x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         times = np.empty(int(config.runs))
+        cpu_times = np.empty(int(config.runs))
         start_wall = time.perf_counter()
         with torch.inference_mode():
             for _ in range(int(config.warmup)):
@@ -106,10 +117,11 @@ def measure_module(module, input_shape: Sequence[int], config: MeasureConfig) ->
             # A collection in the middle of a run would be timed as the network's.
             gc.disable()
             for i in range(len(times)):
-                t0 = time.perf_counter()
+                c0, t0 = time.thread_time(), time.perf_counter()
                 module(x)
                 sync()
                 times[i] = time.perf_counter() - t0
+                cpu_times[i] = time.thread_time() - c0
         wall_s = time.perf_counter() - start_wall
     except MeasurementError:
         raise
@@ -123,9 +135,12 @@ def measure_module(module, input_shape: Sequence[int], config: MeasureConfig) ->
         module.train(was_training)
     ms = times * 1e3
     p25, median, p75 = np.percentile(ms, [25, 50, 75])
+    # Only with one CPU thread is the calling thread's CPU time the whole forward pass.
+    cpu_ms = float(np.median(cpu_times) * 1e3) if config.device == "cpu" and int(config.threads) == 1 else None
     return Measurement(median_ms=float(median), p25_ms=float(p25), p75_ms=float(p75), iqr_ms=float(p75 - p25),
                        min_ms=float(ms.min()), runs=len(ms), batch_size=shape[0], input_shape=tuple(shape[1:]),
-                       device=config.device, threads=int(config.threads), wall_s=wall_s)
+                       device=config.device, threads=int(config.threads), wall_s=wall_s,
+                       cpu_median_ms=cpu_ms)
 
 
 def _torch_device(name: str):
@@ -166,6 +181,23 @@ def measure_archs(space, archs: Sequence[str], config: MeasureConfig, progress: 
         except MeasurementError as exc:
             raise MeasurementError(f"{arch}: {exc}") from exc
     return out
+
+
+def busy_warning(measurements: Sequence[Measurement], max_relative_iqr: float = 0.2) -> str | None:
+    """A one-line warning when the runs were too spread out to trust the medians, else None.
+
+    The test is the median arch's IQR / median; above `max_relative_iqr` (20%) other jobs were
+    competing for the CPU (an idle machine gives a few %).
+    """
+    if not measurements:
+        return None
+    spread = float(np.median([m.relative_iqr for m in measurements]))
+    if spread <= max_relative_iqr:
+        return None
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"the runs were spread out (IQR {100 * spread:.0f}% of the median at the median arch; load average "
+            f"{load:.1f} on {os.cpu_count()} cores): other jobs were using the CPU, so these latencies are "
+            "higher and noisier than on an idle machine; re-measure when it is idle")
 
 
 def machine_description() -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from profiler.counters import DEFAULT_EVENTS, derived_metrics, read_counters
-from profiler.measure import MeasureConfig, build_or_raise, machine_description, measure_archs
+from profiler.measure import MeasureConfig, build_or_raise, busy_warning, machine_description, measure_archs
 
 #: Bumped when a field changes meaning or a required one is added; older files are then refused.
 FORMAT_VERSION = 1
@@ -36,7 +36,8 @@ class DeviceProfile:
     """What one machine measured for one search space.
 
     `samples` maps arch -> median latency in ms; `spreads` maps arch -> {p25_ms, p75_ms, iqr_ms,
-    runs}. `counters` is a dict (``events``: counts per inference averaged over the archs,
+    min_ms, cpu_median_ms, runs}. `conditions` records how busy the machine was (load average
+    before and after, and the busy warning if the runs were spread out). `counters` is a dict (``events``: counts per inference averaged over the archs,
     ``derived``: IPC and miss rates, ``per_arch``: counts per inference of each arch) or the string
     "unavailable", in which case `counters_reason` says why.
     """
@@ -54,6 +55,7 @@ class DeviceProfile:
     created: str = ""
     format_version: int = FORMAT_VERSION
     measure_config: dict = field(default_factory=dict)
+    conditions: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -200,7 +202,12 @@ def profile_machine(name: str, space, archs: Sequence[str], config: MeasureConfi
         warnings.warn(f"profile name {name!r} does not mention this machine's "
                       f"{'GPU' if config.device == 'cuda' else 'CPU'} ({label!r}); the profile records "
                       f"{label!r} as measured", UserWarning, stacklevel=2)
+    load_before = _load()
     measured = measure_archs(space, archs, config, progress=progress)
+    busy = busy_warning(list(measured.values()))
+    if busy:
+        warnings.warn(busy, UserWarning, stacklevel=2)
+    conditions = {"load_average_1m_before": load_before, "load_average_1m_after": _load(), "busy_warning": busy}
     if counters:
         counter_field, reason = _count_archs(space, list(measured), config, perf)
     else:
@@ -209,11 +216,15 @@ def profile_machine(name: str, space, archs: Sequence[str], config: MeasureConfi
         name=name, space=space.name, machine=machine, torch_version=machine["torch_version"],
         threads=config.threads, batch_size=config.batch_size,
         samples={a: m.median_ms for a, m in measured.items()},
-        spreads={a: {"p25_ms": m.p25_ms, "p75_ms": m.p75_ms, "iqr_ms": m.iqr_ms, "runs": m.runs}
-                 for a, m in measured.items()},
+        spreads={a: {"p25_ms": m.p25_ms, "p75_ms": m.p75_ms, "iqr_ms": m.iqr_ms, "min_ms": m.min_ms,
+                     "cpu_median_ms": m.cpu_median_ms, "runs": m.runs} for a, m in measured.items()},
         counters=counter_field, counters_reason=reason,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        measure_config=asdict(config))
+        measure_config=asdict(config), conditions=conditions)
+
+
+def _load() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 def _count_archs(space, archs: list[str], config: MeasureConfig, perf: str) -> tuple[dict | str, str | None]:

@@ -46,6 +46,19 @@ def test_measure_module_on_tiny_arch_restores_threads_and_mode(space):
     assert m.runs == 7 and m.batch_size == 1 and m.threads == 1 and m.device == "cpu"
     assert m.input_shape == tuple(space.input_shape)
     assert module.training, "the caller's module comes back in the mode it was in"
+    assert 0 < m.min_ms <= m.median_ms and 0 < m.cpu_median_ms
+    assert 0 < m.wall_s < 60
+
+
+def test_busy_warning_only_for_spread_out_runs():
+    from profiler.measure import busy_warning
+
+    def m(median, iqr):
+        return Measurement(median, median - iqr / 2, median + iqr / 2, iqr, median - iqr, 5, 1, (3, 8, 8), "cpu", 1, 0.1)
+
+    assert busy_warning([m(10.0, 0.5), m(5.0, 0.2)]) is None
+    assert "spread out (IQR 40% of the median" in busy_warning([m(10.0, 4.0), m(5.0, 2.0)])
+    assert busy_warning([]) is None
 
 
 def test_measure_module_batch_size_reaches_the_input(space):
@@ -180,6 +193,7 @@ def test_name_matches_machine():
     assert not name_matches_machine("intel-box", "Intel(R) Core(TM) i9-9920X")
 
 
+@pytest.mark.filterwarnings("ignore:the runs were spread out")  # depends on what else the machine runs
 def test_profile_machine_measures_records_and_warns(space):
     model = machine_description()["cpu_model"]
     with pytest.warns(UserWarning, match="does not mention this machine's CPU"):
