@@ -143,7 +143,6 @@ def _profile(args) -> int:
     config = _measure_config(args)
     try:
         profile_path(args.name, space.name)
-        directory = check_writable(args.profiles_dir)
     except ProfileError as exc:
         raise UsageError(str(exc)) from None
     if args.arch:
@@ -155,6 +154,10 @@ def _profile(args) -> int:
                 raise UsageError(f"--arch: {exc}") from None
     else:
         archs = _reference_archs(space, args.samples)
+    try:
+        directory = check_writable(args.profiles_dir)
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from None
     if args.counters == "required":
         # Checked before minutes of measuring: a trivial command shows whether perf can count here.
         probe = read_counters(["true"], DEFAULT_EVENTS, perf=args.perf)
@@ -193,6 +196,8 @@ def _benchmark(args) -> int:
     space = _space(args.space)
     config = BenchmarkConfig(space=space.name, n=args.n, seed=args.seed, n_reference=args.reference,
                              measure=_measure_config(args))
+    if args.json:
+        _check_writable_file(args.json)  # before minutes of measuring, not after
     try:
         result = run_benchmark(config, progress=not args.quiet)
     except (MeasurementError, ValueError) as exc:
@@ -204,3 +209,16 @@ def _benchmark(args) -> int:
         except OSError as exc:
             raise UsageError(f"cannot write {args.json}: {exc.strerror or exc}") from None
     return 0
+
+
+def _check_writable_file(path: str) -> None:
+    import tempfile
+    from pathlib import Path
+
+    parent = Path(path).expanduser().resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None

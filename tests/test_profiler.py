@@ -265,3 +265,21 @@ def test_benchmark_runs_end_to_end_small():
     assert set(result.scores) >= {"affine_nearest_device"}
     assert all(0.0 <= s["within_10pct"] <= 1.0 for s in result.scores.values())
     assert "per arch" in format_result(result)
+
+
+def test_cli_benchmark_refuses_unwritable_json_before_measuring(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    proc = _cli("benchmark", "--n", "2", "--runs", "1", "--quiet", "--json", str(blocker / "out.json"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: cannot write") and proc.stdout == ""
+
+
+def test_cli_profile_without_archs_needs_the_predictor(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("predictor.maple") is not None:
+        pytest.skip("predictor/maple.py exists: the reference archs come from it")
+    proc = _cli("profile", "--name", "box", "--profiles-dir", str(tmp_path / "p"))
+    assert proc.returncode == 2 and "pass them with --arch" in proc.stderr
+    assert not (tmp_path / "p").exists()
