@@ -126,8 +126,11 @@ def load_profile(name: str, space: str, directory: Path | str | None = None) -> 
     """The saved profile `name` for `space`, or None when there is none.
 
     Raises ProfileError, naming the file and what to do, when it is not valid JSON, lacks fields,
-    was written by an incompatible version or is for another space or name.
+    was written by an incompatible version or is for another space or name. A name that cannot be
+    a profile file name (see `profile_path`) has no profile: None.
     """
+    if not _NAME.match(name or ""):
+        return None
     path = profile_path(name, space, directory)
     if not path.is_file():
         return None

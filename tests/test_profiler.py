@@ -143,6 +143,7 @@ def test_profile_save_overwrites_atomically(tmp_path):
 def test_missing_profile_is_none(tmp_path):
     assert load_profile("nobody", "nasbench201", tmp_path) is None
     assert load_profile("nobody", "nasbench201", tmp_path / "no-such-dir") is None
+    assert load_profile("../escape", "nasbench201", tmp_path) is None
 
 
 def _write(tmp_path, text: str) -> None:
