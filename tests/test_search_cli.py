@@ -1,0 +1,73 @@
+"""The search command end to end on the shipped tables, and its answers to bad input."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from nas.search import main
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "nas.search", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+@pytest.mark.slow
+def test_small_search_on_a_table_device_writes_every_result(tmp_path):
+    assert main(["--device", "gold_6226", "--pop-size", "20", "--generations", "8", "--out", str(tmp_path),
+                 "--no-progress"]) == 0
+    (run,) = list(tmp_path.iterdir())
+    assert run.name.startswith("nasbench201-gold_6226-")
+    assert {p.name for p in run.iterdir()} == {"pareto.csv", "evaluated.csv", "pareto.png", "summary.json"}
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("device", "space", "dataset", "seed", "n_evaluated", "wall_s", "samples_measured",
+                "true_hv_ratio", "pred_within_10pct", "regret_pp", "speedup", "speedup_method"):
+        assert key in summary, key
+    assert summary["samples_measured"] == 3
+    assert 0 < summary["true_hv_ratio"] <= 1.0 + 1e-9
+    assert set(summary["regret_pp"]) == {"p25", "p50", "p75"}
+    front = pd.read_csv(run / "pareto.csv")
+    evaluated = pd.read_csv(run / "evaluated.csv")
+    assert list(front.columns) == ["arch_str", "accuracy", "predicted_latency_ms", "table_latency_ms"]
+    assert len(evaluated) == summary["n_evaluated"] >= 20
+    assert set(front["arch_str"]) <= set(evaluated["arch_str"])
+    # the front is non-dominated: sorted by latency, accuracy strictly increases
+    assert front["predicted_latency_ms"].is_monotonic_increasing
+    assert front["accuracy"].is_monotonic_increasing
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--device", "no_such_device"], "unknown device 'no_such_device'"),
+    (["--space", "no_such_space"], "unknown search space"),
+    (["--dataset", "mnist"], "unknown dataset"),
+    (["--pop-size", "0"], "--pop-size must be a positive integer"),
+    (["--generations", "-1"], "--generations must be a positive integer"),
+    (["--space", "missing_file.py:Space"], "not found"),
+])
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, args, expected):
+    out = tmp_path / "results"
+    r = run_cli(*args, "--out", str(out), "--no-progress")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_unknown_device_lists_the_known_ones(tmp_path):
+    r = run_cli("--device", "no_such_device", "--out", str(tmp_path), "--no-progress")
+    assert r.returncode == 2
+    for name in ("gold_6226", "titan_rtx_256", "pixel2", "local"):
+        assert name in r.stderr
+    assert "python -m profiler profile --name no_such_device" in r.stderr
+
+
+def test_unwritable_out_is_refused_before_any_work(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    r = run_cli("--out", str(blocker / "sub"), "--no-progress")
+    assert r.returncode == 2
+    assert "cannot write results" in r.stderr and "Traceback" not in r.stderr
