@@ -1,0 +1,59 @@
+"""On-disk cache of fitted predictor state, so a search does not retrain on every run.
+
+Entries live in ``$HWNAS_CACHE_DIR`` (default ``~/.cache/hwnas``), one file per key. Keys are
+hashes of everything the fitted state depends on, so a stale entry is never found rather than
+invalidated. A file that cannot be read back is treated as missing and rebuilt.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def default_cache_dir() -> Path:
+    """``$HWNAS_CACHE_DIR`` if set, else ``~/.cache/hwnas`` (read at call time, not import time)."""
+    env = os.environ.get("HWNAS_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "hwnas"
+
+
+class ModelCache:
+    """Load and save dicts of tensors and plain values (str, int, float, lists, dicts) under a string key."""
+
+    def __init__(self, directory: str | os.PathLike | None = None, prefix: str = "maple"):
+        self.directory = Path(directory) if directory is not None else default_cache_dir()
+        self.prefix = prefix
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{self.prefix}-{key}.pt"
+
+    def load(self, key: str) -> dict | None:
+        """The stored state, or None when absent or unreadable (a corrupt entry is ignored)."""
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            # weights_only: an entry holds tensors and plain values only, so loading runs no pickled code.
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - any unreadable entry is simply rebuilt
+            return None
+        return state if isinstance(state, dict) else None
+
+    def save(self, key: str, state: dict) -> None:
+        """Store `state`; failures to write (read-only home, full disk) only cost the cache."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.prefix}-", suffix=".tmp", dir=self.directory)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    torch.save(state, fh)
+                # Written under a temporary name and renamed, so a reader never sees half a file.
+                os.replace(tmp, self.path(key))
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError:
+            pass
