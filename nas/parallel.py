@@ -93,6 +93,7 @@ class RayRunner(InlineRunner):
         # Arguments (a search space with its tables, say) go to the object store once, not per task.
         key = tuple(id(a) for a in args)
         if key not in self._put:
+            _ship_user_modules_by_value((fn, *args))
             self._put[key] = (args, ray.put(args))
         args_ref = self._put[key][1]
         refs = [self._remote.options(**opts).remote(fn, args_ref, batch) for batch in batches]
@@ -104,6 +105,18 @@ class RayRunner(InlineRunner):
     def close(self) -> None:
         if self._started_here and self._ray.is_initialized():
             self._ray.shutdown()
+
+
+def _ship_user_modules_by_value(objects) -> None:
+    """Workers cannot import a space loaded from a file path by module name: pickle its module by value."""
+    import sys
+
+    from ray import cloudpickle
+
+    for obj in objects:
+        module = sys.modules.get(getattr(obj if callable(obj) else type(obj), "__module__", "") or "")
+        if module is not None and getattr(module, "__hwnas_user_file__", None):
+            cloudpickle.register_pickle_by_value(module)
 
 
 def make_runner(config: ParallelConfig | None, expensive: bool):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pymoo.core.problem import Problem
 
+from nas.config import UsageError
 from nas.evaluator import Evaluator
 from search_spaces import SearchSpace
 
@@ -19,6 +20,13 @@ class NasProblem(Problem):
                          xu=np.asarray(space.n_choices) - 1, vtype=int)
 
     def _evaluate(self, X, out, *args, **kwargs):
-        archs = [self.space.decode(x) for x in np.asarray(X).round().astype(int)]
+        archs = []
+        for x in np.asarray(X).round().astype(int):
+            try:
+                archs.append(self.space.decode(x))
+            except ValueError as exc:
+                # n_choices promised this genome was valid: the space contradicts itself.
+                raise UsageError(f"search space {self.space.name!r} rejected genome {x.tolist()} within its own "
+                                 f"n_choices: {exc}") from None
         quality, latency = self.evaluator.evaluate(archs)
         out["F"] = np.column_stack([-quality, latency])

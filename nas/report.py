@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -47,7 +48,9 @@ class OutputDir:
 
 
 def run_name(space: str, device: str) -> str:
-    return f"{space}-{device}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """Folder name of a run; a user space given as `path/file.py:Class` is named by its class."""
+    label = "-".join(re.sub(r"[^A-Za-z0-9._]+", "_", part.rsplit(":", 1)[-1]) for part in (space, device))
+    return f"{label}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def truth_metrics(result) -> dict:
@@ -59,7 +62,10 @@ def truth_metrics(result) -> dict:
     ev = result.evaluated
     true_lat = truth.reindex(ev["arch_str"]).to_numpy()
     known = ~np.isnan(true_lat)
-    out = {"pred_within_10pct": float(error_bound_accuracy(ev[lat_col].to_numpy()[known], true_lat[known], 0.10))}
+    if not known.any():
+        return {"n_with_table_latency": 0}
+    out = {"pred_within_10pct": float(error_bound_accuracy(ev[lat_col].to_numpy()[known], true_lat[known], 0.10)),
+           "n_with_table_latency": int(known.sum())}
     all_archs = result.space.all_archs()
     if result.quality.name == "accuracy" and all_archs is not None and truth.index.isin(all_archs).all() \
             and len(truth) == len(all_archs):

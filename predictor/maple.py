@@ -297,8 +297,9 @@ class MaplePredictor:
         if not cfg.use_descriptor:
             return feats
         d = (np.asarray(desc, dtype=np.float32) - self.desc_mean_) / self.desc_std_
-        d = np.broadcast_to(d, (len(feats), d.shape[-1]))
-        return torch.cat([feats, torch.as_tensor(np.ascontiguousarray(d))], dim=1)
+        if d.ndim == 1:
+            d = np.repeat(d[None, :], len(feats), axis=0)
+        return torch.cat([feats, torch.from_numpy(np.ascontiguousarray(d, dtype=np.float32))], dim=1)
 
     # --- the target ------------------------------------------------------------------------------
     def _check_fitted(self, attr: str = "net_", what: str = "fit") -> None:

@@ -69,6 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "required: fail (exit 2) when they cannot be read; off: do not try")
     p.add_argument("--perf", default="perf", help="perf executable (default: perf on PATH)")
 
+    c = sub.add_parser(
+        "collect", parents=[measure], help="measure an initial set here for a space that ships no latency table",
+        description="Measure N random architectures of a space on this machine, one at a time, and write "
+                    "OUT/<device>.csv (device, arch_str, latency_ms). Run it on every machine you can, into the "
+                    "same folder: the files merge, and `python -m nas.search --tables OUT` trains the latency "
+                    "predictor on them. The predictor needs at least two devices: a second machine, or this "
+                    "one at another batch size, counts as one.")
+    c.add_argument("--n", type=_positive, default=200, help="architectures to measure (default: 200)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the random architectures (default: 0)")
+    c.add_argument("--out", default="tables", help="folder of latency tables (default: tables)")
+    c.add_argument("--device-name", default=None,
+                   help="name of this machine in the table (default: host-<hostname>-b<batch>)")
+
     b = sub.add_parser(
         "benchmark", parents=[measure], help="score the predictor on this machine as an unseen device",
         description="Measure N random architectures here (one at a time), adapt the MAPLE predictor from the "
@@ -87,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             # Our warnings are for the user, one line each, not Python's file:line format.
             warnings.showwarning = lambda message, *a, **k: print(f"warning: {message}", file=sys.stderr)
-            return _profile(args) if args.command == "profile" else _benchmark(args)
+            return {"profile": _profile, "collect": _collect, "benchmark": _benchmark}[args.command](args)
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return 130
@@ -186,6 +199,36 @@ def _profile(args) -> int:
         ev = profile.counters["events"]
         print("counters per inference: " + ", ".join(f"{k} {v:.4g}" for k, v in ev.items()))
         print("derived: " + ", ".join(f"{k} {v:.4g}" for k, v in profile.counters["derived"].items()))
+    return 0
+
+
+def _collect(args) -> int:
+    from pathlib import Path
+
+    from profiler.collect import collect_archs, collect_table, default_device_name, write_table
+    from profiler.measure import MeasurementError
+
+    space = _space(args.space)
+    config = _measure_config(args)
+    device = args.device_name or f"{default_device_name()}-b{config.batch_size}"
+    if not all(ch.isalnum() or ch in "._-" for ch in device):
+        raise UsageError(f"--device-name {device!r}: use letters, digits, '.', '_' and '-' only")
+    out = Path(args.out)
+    _check_writable_file(str(out / "x.csv"))  # before minutes of measuring, not after
+    archs = collect_archs(space, args.n, args.seed)
+    try:
+        table = collect_table(space, archs, device, config, progress=not args.quiet)
+    except MeasurementError as exc:
+        raise UsageError(str(exc)) from None
+    path = write_table(table, out)
+    lat = table["latency_ms"]
+    print(f"measured {len(table)} {space.name} architectures as device {device!r}: median {lat.median():.3f} ms, "
+          f"range {lat.min():.3f}-{lat.max():.3f} ms")
+    print(f"wrote {path}")
+    devices = sorted(p.stem for p in out.glob("*.csv"))
+    print(f"{out} now holds {len(devices)} device(s): {', '.join(devices)}"
+          + ("" if len(devices) > 1 else " (the predictor needs at least 2: collect again on another machine "
+                                         "or with another --batch-size)"))
     return 0
 
 

@@ -38,6 +38,8 @@ def _load_file(path: Path):
     module_name = f"hwnas_user_space_{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
+    # Marks a module no other process can import by name: parallel runners ship it by value.
+    module.__hwnas_user_file__ = str(path)
     # Registered before exec so that pickling (e.g. to Ray workers) can find the module by name.
     sys.modules[module_name] = module
     try:

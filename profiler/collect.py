@@ -1,0 +1,62 @@
+"""Measure an initial set for a search space that ships no latency table.
+
+`python -m profiler collect --space file.py:Class --n 200 --out tables/` measures N random architectures
+on this machine and writes `tables/<device>.csv` (columns device, arch_str, latency_ms, the shipped
+tables' columns). Run it on every machine you have, into the same folder: the files merge, and the
+folder is what `python -m nas.search --tables tables/` trains the predictor on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from profiler.measure import MeasureConfig, machine_description, measure_archs
+
+
+def default_device_name() -> str:
+    """A file-safe name for this machine: its host name, prefixed so it never reads as a shipped device."""
+    return "host-" + re.sub(r"[^A-Za-z0-9._-]+", "-", socket.gethostname()).strip("-")
+
+
+def collect_archs(space, n: int, seed: int, always: Sequence[str] = ()) -> list[str]:
+    """`n` distinct architectures: `always` first (e.g. the predictor's references), then random ones."""
+    rng = np.random.default_rng(seed)
+    archs = list(dict.fromkeys(always))
+    tries = 0
+    while len(archs) < n and tries < 100:
+        archs = list(dict.fromkeys(archs + space.random_sample(n - len(archs), rng)))
+        tries += 1
+    return archs[:n]
+
+
+def collect_table(space, archs: Sequence[str], device: str, config: MeasureConfig,
+                  progress: bool = True) -> pd.DataFrame:
+    """Measure `archs` here, one at a time; a long table with the shipped tables' columns."""
+    measured = measure_archs(space, archs, config, progress=progress)
+    machine = machine_description()
+    return pd.DataFrame({
+        "device": device,
+        "arch_str": list(measured),
+        "latency_ms": [m.median_ms for m in measured.values()],
+        "iqr_ms": [m.iqr_ms for m in measured.values()],
+        "batch_size": config.batch_size,
+        "threads": config.threads,
+        "hardware": machine.get("gpu_name") if config.device == "cuda" else machine.get("cpu_model"),
+    })
+
+
+def write_table(df: pd.DataFrame, out_dir: Path) -> Path:
+    """Write `<out_dir>/<device>.csv` atomically; re-collecting a device replaces its file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{df['device'].iloc[0]}.csv"
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,99 @@
+"""Bring your own search space: loading from a file, a search through it, and the bad inputs."""
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from nas.search import main
+from profiler.collect import collect_archs, collect_table, write_table
+from profiler.measure import MeasureConfig
+from search_spaces import SearchSpace, get_space
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = f"{ROOT / 'examples' / 'chain_cnn.py'}:ChainCNN"
+BROKEN = ROOT / "tests" / "spaces" / "broken_spaces.py"
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "nas.search", *args], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+
+
+def test_a_space_loads_from_a_file_path():
+    space = get_space(EXAMPLE)
+    assert isinstance(space, SearchSpace) and space.name == "chain_cnn"
+    arch = space.decode([0, 1, 3, 0, 2, 2, 1, 0])
+    assert arch == "conv3x3/32-skip/16-dwsep3x3/48-conv5x5/16"
+    assert list(space.encode(arch)) == [0, 1, 3, 0, 2, 2, 1, 0]
+
+
+@pytest.mark.slow
+def test_collect_then_search_through_a_user_space(tmp_path):
+    space = get_space(EXAMPLE)
+    archs = collect_archs(space, 16, seed=0)
+    tables = tmp_path / "tables"
+    for batch in (1, 2, 4):  # three (machine, batch) devices: the target plus an initial set of two
+        config = MeasureConfig(batch_size=batch, warmup=1, runs=3)
+        write_table(collect_table(space, archs, f"here-b{batch}", config, progress=False), tables)
+    assert sorted(p.name for p in tables.iterdir()) == ["here-b1.csv", "here-b2.csv", "here-b4.csv"]
+
+    out = tmp_path / "results"
+    assert main(["--space", EXAMPLE, "--tables", str(tables), "--device", "here-b1", "--pop-size", "8",
+                 "--generations", "2", "--workers", "1", "--out", str(out), "--no-progress"]) == 0
+    (run,) = list(out.iterdir())
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["space"] == "chain_cnn"
+    assert summary["quality_objective"] == "proxy_score"   # no accuracy table: the proxy, named as such
+    assert summary["samples_measured"] == 3
+    front = pd.read_csv(run / "pareto.csv")
+    assert "proxy_score" in front.columns and "accuracy" not in front.columns
+    assert all(len(space.encode(a)) == 8 for a in front["arch_str"])
+    assert (run / "pareto.png").stat().st_size > 0
+
+
+def _table(tmp_path, archs, devices=("a", "b", "c")) -> Path:
+    rows = [(d, a, 1.0 + i + 0.1 * j) for j, d in enumerate(devices) for i, a in enumerate(archs)]
+    path = tmp_path / "t.csv"
+    pd.DataFrame(rows, columns=["device", "arch_str", "latency_ms"]).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("space, expected", [
+    (f"{BROKEN}:Missing", "has no class 'Missing'"),
+    (f"{BROKEN}:NotASpace", "is not a SearchSpace subclass"),
+    (f"{BROKEN}:Incomplete", "does not implement the SearchSpace method(s)"),
+    ("no/such/file.py:Space", "search space file not found"),
+])
+def test_bad_user_spaces_are_one_line_and_exit_2(tmp_path, space, expected):
+    r = run_cli("--space", space, "--out", str(tmp_path / "r"), "--no-progress")
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and expected in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_user_space_without_tables_is_told_what_to_run(tmp_path):
+    r = run_cli("--space", EXAMPLE, "--out", str(tmp_path / "r"), "--no-progress")
+    assert r.returncode == 2
+    assert "python -m profiler collect --space" in r.stderr and "--tables" in r.stderr
+
+
+def test_tables_the_space_cannot_parse_are_refused(tmp_path):
+    table = _table(tmp_path, ["not-an-arch", "conv3x3/32-skip/16-dwsep3x3/48-conv5x5/16"])
+    r = run_cli("--space", EXAMPLE, "--tables", str(table), "--out", str(tmp_path / "r"), "--no-progress")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "not in space 'chain_cnn'" in r.stderr
+
+
+def test_a_genome_the_space_rejects_stops_the_search_cleanly(tmp_path):
+    archs = ["-".join(map(str, g)) for g in itertools.product([0, 1], repeat=3)]
+    table = _table(tmp_path, archs)
+    r = run_cli("--space", f"{BROKEN}:RejectsGenomes", "--tables", str(table), "--device", "a",
+                "--pop-size", "20", "--generations", "3", "--out", str(tmp_path / "r"), "--no-progress")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "rejected genome" in r.stderr
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
