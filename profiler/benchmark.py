@@ -31,6 +31,8 @@ class BenchmarkConfig:
     seed: int = 0
     n_reference: int = 3
     measure: MeasureConfig = field(default_factory=MeasureConfig)
+    #: False scores the baseline alone (fitting MAPLE without its disk cache takes minutes).
+    use_maple: bool = True
 
 
 @dataclass
@@ -104,7 +106,7 @@ def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None
     test = sample_archs(space, config.n, config.seed)
 
     maple = None
-    if maple_available():
+    if config.use_maple and maple_available():
         from predictor.maple import MaplePredictor
 
         maple = MaplePredictor(space).fit(table)
@@ -114,8 +116,9 @@ def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None
         refs, source = list(maple.reference_archs(config.n_reference)), "maple.reference_archs"
     else:
         pool = [a for a in sample_archs(space, config.n + 50, config.seed + 1) if a not in set(test)]
-        refs, source = pool[:config.n_reference], "random (predictor/maple.py not present)"
-        notes.append("predictor/maple.py is not present: only the affine baseline is scored")
+        why = "not asked for" if not config.use_maple else "predictor/maple.py not present"
+        refs, source = pool[:config.n_reference], f"random (MAPLE {why})"
+        notes.append(f"MAPLE {why}: only the affine baseline is scored")
 
     start = time.perf_counter()
     measured = measure_archs(space, test, config.measure, progress=progress)

@@ -261,11 +261,32 @@ def test_benchmark_score_and_sampling(space):
 def test_benchmark_runs_end_to_end_small():
     from profiler.benchmark import BenchmarkConfig, format_result, run_benchmark
 
-    result = run_benchmark(BenchmarkConfig(n=4, seed=1, measure=MeasureConfig(warmup=1, runs=3)), progress=False)
+    config = BenchmarkConfig(n=4, seed=1, measure=MeasureConfig(warmup=1, runs=3), use_maple=False)
+    result = run_benchmark(config, progress=False)
     assert len(result.measured) == 4 and len(result.reference) == 3
-    assert set(result.scores) >= {"affine_nearest_device"}
+    assert set(result.scores) == {"affine_nearest_device", "affine_nearest_device (min)"}
     assert all(0.0 <= s["within_10pct"] <= 1.0 for s in result.scores.values())
+    assert not set(result.reference) & set(result.measured), "references are not among the scored archs"
     assert "per arch" in format_result(result)
+
+
+@pytest.mark.slow
+def test_benchmark_with_maple_uses_its_reference_archs():
+    import importlib.util
+
+    from profiler.benchmark import BenchmarkConfig, run_benchmark
+
+    if importlib.util.find_spec("predictor.maple") is None:
+        pytest.skip("predictor/maple.py not written yet")
+    from predictor.maple import MaplePredictor
+    from predictor.tables import LatencyTable
+
+    space = get_space("nasbench201")
+    expected = MaplePredictor(space).fit(LatencyTable.from_long(space.latency_table())).reference_archs(3)
+    result = run_benchmark(BenchmarkConfig(n=5, seed=2, measure=MeasureConfig(warmup=1, runs=3)), progress=False)
+    assert list(result.reference) == expected and result.reference_source == "maple.reference_archs"
+    assert {"maple", "maple (min)"} <= set(result.scores)
+    assert all(len(p) == 5 and all(v > 0 for v in p.values()) for p in result.predictions.values())
 
 
 def test_cli_benchmark_refuses_unwritable_json_before_measuring(tmp_path):
