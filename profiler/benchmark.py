@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from profiler.measure import MeasureConfig, Measurement, busy_warning, machine_description, measure_archs
+from profiler.measure import MeasureConfig, busy_warning, machine_description, measure_archs
 
 
 @dataclass
@@ -30,7 +30,8 @@ class BenchmarkConfig:
     n: int = 100
     seed: int = 0
     n_reference: int = 3
-    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    #: Interleaved in 5 rounds: this is a comparison across archs, on machines shared with other jobs.
+    measure: MeasureConfig = field(default_factory=lambda: MeasureConfig(rounds=5))
     #: False scores the baseline alone (fitting MAPLE without its disk cache takes minutes).
     use_maple: bool = True
 
@@ -120,12 +121,14 @@ def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None
         refs, source = pool[:config.n_reference], f"random (MAPLE {why})"
         notes.append(f"MAPLE {why}: only the affine baseline is scored")
 
+    # The references are measured in the same call as the test archs (interleaved with them when
+    # measure.rounds > 1), so that they see the same machine: a reference measured during a slow
+    # spell would scale every prediction by that spell.
     start = time.perf_counter()
-    measured = measure_archs(space, test, config.measure, progress=progress)
-    seconds_per_arch = (time.perf_counter() - start) / len(test)
-    missing = [a for a in refs if a not in measured]
-    ref_measured: dict[str, Measurement] = dict(measure_archs(space, missing, config.measure, progress=progress))
-    ref_ms = {a: (measured.get(a) or ref_measured[a]).median_ms for a in refs}
+    all_measured = measure_archs(space, list(dict.fromkeys([*test, *refs])), config.measure, progress=progress)
+    seconds_per_arch = (time.perf_counter() - start) / len(all_measured)
+    measured = {a: all_measured[a] for a in test}
+    ref_ms = {a: all_measured[a].median_ms for a in refs}
 
     # A freshly fitted predictor for each adaptation, so that one adaptation cannot leak into the other.
     factories = {"affine_nearest_device": lambda: AffineNearestDevice().fit(table)}
@@ -134,7 +137,6 @@ def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None
 
         fitted = iter([maple])
         factories = {"maple": lambda: next(fitted, None) or MaplePredictor(space).fit(table), **factories}
-    all_measured = {**measured, **ref_measured}
     predictions, scores = {}, {}
     # Medians are the figure of record. On a shared machine, other jobs only ever add time, so the
     # fastest run is the least disturbed one: scoring on minima too shows how much of the error is
@@ -181,7 +183,8 @@ def format_result(result: BenchmarkResult) -> str:
         f"machine: {m['cpu_model']} ({m['logical_cores']} logical cores), torch {m['torch_version']}",
         f"measured {len(result.measured)} archs at batch {result.config['measure']['batch_size']}, "
         f"{result.config['measure']['threads']} thread(s): {result.seconds_per_arch:.2f} s per arch "
-        f"(build + {result.config['measure']['warmup']} warm-up + {result.config['measure']['runs']} runs)",
+        f"(build + {result.config['measure']['warmup']} warm-up + {result.config['measure']['runs']} runs, "
+        f"in {result.config['measure']['rounds']} interleaved round(s))",
         f"spread: IQR / median is {100 * np.median(iqr_rel):.1f}% at the median arch, "
         f"{100 * np.max(iqr_rel):.1f}% at worst",
         *result.notes,

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                          help="where the networks run (default: cpu); counters are always the CPU's")
     measure.add_argument("--quiet", action="store_true", help="no progress bar")
+    measure.add_argument("--rounds", type=_positive, default=None,
+                         help="split each arch's timed runs into this many passes over all the archs, so that "
+                              "other jobs' load falls on all alike (default: 1 for profile, 5 for benchmark)")
 
     p = sub.add_parser(
         "profile", parents=[measure], help="measure the predictor's reference archs here and save a device profile",
@@ -123,8 +126,9 @@ def _measure_config(args):
 
     if args.warmup < 0:
         raise UsageError(f"--warmup must be 0 or more, got {args.warmup}")
+    rounds = args.rounds or (5 if args.command == "benchmark" else 1)
     config = MeasureConfig(batch_size=args.batch_size, warmup=args.warmup, runs=args.runs,
-                           threads=args.threads, device=args.device)
+                           threads=args.threads, device=args.device, rounds=rounds)
     if config.device == "cuda":
         import torch
 
@@ -187,7 +191,8 @@ def _profile(args) -> int:
     print(f"saved profile {profile.name!r} for {profile.space} to {path}")
     print(f"machine: {profile.machine['cpu_model']}" + (f", GPU {profile.machine['gpu_name']}"
                                                         if profile.machine.get("gpu_name") else ""))
-    print(f"batch {profile.batch_size}, {profile.threads} thread(s), {config.runs} runs after {config.warmup} warm-up")
+    print(f"batch {profile.batch_size}, {profile.threads} thread(s), {config.runs} runs after {config.warmup} warm-up"
+          + (f", in {config.rounds} interleaved rounds" if config.rounds > 1 else ""))
     print("   median ms      IQR ms      min ms  thread-CPU ms  arch")
     for arch, ms in profile.samples.items():
         s = profile.spreads[arch]

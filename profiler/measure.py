@@ -30,7 +30,8 @@ class MeasureConfig:
 
     The defaults (10 warm-up, 50 timed runs) take about 0.5 s per NAS-Bench-201 network at batch 1
     on one core of a 2-core EPYC VM and give quartiles within a few % of the median on an idle
-    machine. `device` is "cpu" or "cuda".
+    machine. `device` is "cpu" or "cuda". `rounds` > 1 interleaves the archs of one `measure_archs`
+    call (see there): for comparing archs on a machine that other jobs share.
     """
 
     batch_size: int = 1
@@ -38,9 +39,10 @@ class MeasureConfig:
     runs: int = 50
     threads: int = 1
     device: str = "cpu"
+    rounds: int = 1
 
     def __post_init__(self):
-        for name in ("batch_size", "runs", "threads"):
+        for name in ("batch_size", "runs", "threads", "rounds"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"MeasureConfig.{name} must be at least 1, got {getattr(self, name)}")
         if int(self.warmup) < 0:
@@ -88,17 +90,24 @@ class Measurement:
 def measure_module(module, input_shape: Sequence[int], config: MeasureConfig) -> Measurement:
     """Time `module` on a random input of shape ``(config.batch_size, *input_shape)``.
 
-    The module is put in eval mode (its previous mode is restored afterwards) and moved to
-    `config.device`. Torch's thread count is set to `config.threads` for the measurement and
-    restored afterwards. On CUDA each run is bracketed by `torch.cuda.synchronize` so the time is
-    that of the kernels, not of their launch.
+    `config.warmup` untimed runs, then `config.runs` timed ones (`config.rounds` only matters
+    across architectures, see `measure_archs`). The module is put in eval mode (its previous mode is
+    restored afterwards) and moved to `config.device`. Torch's thread count is set to
+    `config.threads` for the measurement and restored afterwards. On CUDA each run is bracketed by
+    `torch.cuda.synchronize` so the time is that of the kernels, not of their launch.
 
     Raises MeasurementError when the device is unavailable or the forward pass fails.
     """
+    shape = (int(config.batch_size), *map(int, input_shape))
+    samples = _time_runs(module, shape, config, int(config.warmup), int(config.runs))
+    return _summarise([samples], shape, config)
+
+
+def _time_runs(module, shape: tuple, config: MeasureConfig, warmup: int, runs: int):
+    """(wall times s, thread CPU times s, seconds spent) of `runs` forward passes after `warmup`."""
     import torch
 
     device = _torch_device(config.device)
-    shape = (int(config.batch_size), *map(int, input_shape))
     was_training = module.training
     old_threads = torch.get_num_threads()
     gc_was_enabled = gc.isenabled()
@@ -107,22 +116,21 @@ def measure_module(module, input_shape: Sequence[int], config: MeasureConfig) ->
         module = module.to(device).eval()
         x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        times = np.empty(int(config.runs))
-        cpu_times = np.empty(int(config.runs))
+        times, cpu_times = np.empty(runs), np.empty(runs)
         start_wall = time.perf_counter()
         with torch.inference_mode():
-            for _ in range(int(config.warmup)):
+            for _ in range(warmup):
                 module(x)
             sync()
             # A collection in the middle of a run would be timed as the network's.
             gc.disable()
-            for i in range(len(times)):
+            for i in range(runs):
                 c0, t0 = time.thread_time(), time.perf_counter()
                 module(x)
                 sync()
                 times[i] = time.perf_counter() - t0
                 cpu_times[i] = time.thread_time() - c0
-        wall_s = time.perf_counter() - start_wall
+        return times, cpu_times, time.perf_counter() - start_wall
     except MeasurementError:
         raise
     except Exception as exc:  # the module's own failure: name it, keep the cause chained
@@ -133,13 +141,18 @@ def measure_module(module, input_shape: Sequence[int], config: MeasureConfig) ->
             gc.enable()
         torch.set_num_threads(old_threads)
         module.train(was_training)
-    ms = times * 1e3
+
+
+def _summarise(parts, shape: tuple, config: MeasureConfig) -> Measurement:
+    """One Measurement from the (times, cpu_times, seconds) of one or more passes over an arch."""
+    ms = np.concatenate([p[0] for p in parts]) * 1e3
     p25, median, p75 = np.percentile(ms, [25, 50, 75])
     # Only with one CPU thread is the calling thread's CPU time the whole forward pass.
-    cpu_ms = float(np.median(cpu_times) * 1e3) if config.device == "cpu" and int(config.threads) == 1 else None
+    cpu_ms = (float(np.median(np.concatenate([p[1] for p in parts])) * 1e3)
+              if config.device == "cpu" and int(config.threads) == 1 else None)
     return Measurement(median_ms=float(median), p25_ms=float(p25), p75_ms=float(p75), iqr_ms=float(p75 - p25),
                        min_ms=float(ms.min()), runs=len(ms), batch_size=shape[0], input_shape=tuple(shape[1:]),
-                       device=config.device, threads=int(config.threads), wall_s=wall_s,
+                       device=config.device, threads=int(config.threads), wall_s=float(sum(p[2] for p in parts)),
                        cpu_median_ms=cpu_ms)
 
 
@@ -161,10 +174,14 @@ def build_or_raise(space, arch: str):
 
 
 def measure_archs(space, archs: Sequence[str], config: MeasureConfig, progress: bool = True) -> dict[str, Measurement]:
-    """Measure each architecture of `space`, one after the other, in the given order.
+    """Measure each architecture of `space`, one at a time, in the given order.
 
     One at a time on purpose: two measurements sharing the CPU would each time the other's load.
-    Duplicates are measured once. A progress bar goes to stderr when `progress` is true.
+    With ``config.rounds > 1`` the timed runs of every arch are split into that many passes over
+    all the archs (each pass warming each arch up again), so that a slow spell of a shared machine
+    falls on all of them alike instead of on whichever was being measured then; the modules are
+    then all built first. Duplicates are measured once. A progress bar goes to stderr when
+    `progress` is true.
 
     Raises MeasurementError naming the architecture when one fails to build or run.
     """
@@ -172,15 +189,34 @@ def measure_archs(space, archs: Sequence[str], config: MeasureConfig, progress: 
 
     unique = list(dict.fromkeys(archs))
     _torch_device(config.device)  # fail before building anything
-    out: dict[str, Measurement] = {}
-    for arch in tqdm(unique, desc=f"measuring on {config.device}", unit="arch", disable=not progress,
-                     file=sys.stderr, leave=False):
-        module = build_or_raise(space, arch)
-        try:
-            out[arch] = measure_module(module, space.input_shape, config)
-        except MeasurementError as exc:
-            raise MeasurementError(f"{arch}: {exc}") from exc
-    return out
+    shape = (int(config.batch_size), *map(int, space.input_shape))
+    rounds = min(int(config.rounds), int(config.runs))
+    if rounds == 1:
+        out: dict[str, Measurement] = {}
+        for arch in tqdm(unique, desc=f"measuring on {config.device}", unit="arch", disable=not progress,
+                         file=sys.stderr, leave=False):
+            module = build_or_raise(space, arch)
+            try:
+                out[arch] = measure_module(module, space.input_shape, config)
+            except MeasurementError as exc:
+                raise MeasurementError(f"{arch}: {exc}") from exc
+        return out
+
+    modules = {arch: build_or_raise(space, arch) for arch in unique}
+    runs = [int(config.runs) // rounds + (r < int(config.runs) % rounds) for r in range(rounds)]
+    # Each pass comes back to an arch whose weights left the caches: warm it up again.
+    warmup = max(1, -(-int(config.warmup) // rounds))
+    parts: dict[str, list] = {arch: [] for arch in unique}
+    with tqdm(total=rounds * len(unique), desc=f"measuring on {config.device} ({rounds} rounds)", unit="arch",
+              disable=not progress, file=sys.stderr, leave=False) as bar:
+        for n in runs:
+            for arch, module in modules.items():
+                try:
+                    parts[arch].append(_time_runs(module, shape, config, warmup, n))
+                except MeasurementError as exc:
+                    raise MeasurementError(f"{arch}: {exc}") from exc
+                bar.update()
+    return {arch: _summarise(parts[arch], shape, config) for arch in unique}
 
 
 def busy_warning(measurements: Sequence[Measurement], max_relative_iqr: float = 0.2) -> str | None:

@@ -91,7 +91,8 @@ def test_cuda_without_gpu_is_a_clear_error(space):
 
 
 def test_measure_config_refuses_nonsense():
-    for bad in (dict(runs=0), dict(batch_size=0), dict(threads=0), dict(warmup=-1), dict(device="tpu")):
+    for bad in (dict(runs=0), dict(batch_size=0), dict(threads=0), dict(warmup=-1), dict(device="tpu"),
+                dict(rounds=0)):
         with pytest.raises(ValueError):
             MeasureConfig(**bad)
 
@@ -100,6 +101,25 @@ def test_measure_archs_one_each_in_order(space):
     out = measure_archs(space, [TINY2, TINY, TINY2], FAST, progress=False)
     assert list(out) == [TINY2, TINY]
     assert all(m.median_ms > 0 and m.runs == 5 for m in out.values())
+
+
+def test_measure_archs_in_rounds_interleaves_and_keeps_the_run_count(space, monkeypatch):
+    import profiler.measure as measure
+
+    order = []
+    real = measure._time_runs
+
+    def spy(module, shape, config, warmup, runs):
+        order.append((id(module), warmup, runs))
+        return real(module, shape, config, warmup, runs)
+
+    monkeypatch.setattr(measure, "_time_runs", spy)
+    out = measure_archs(space, [TINY, TINY2], MeasureConfig(warmup=4, runs=7, rounds=3), progress=False)
+    assert [m.runs for m in out.values()] == [7, 7]
+    assert [r for _, _, r in order] == [3, 3, 2, 2, 2, 2], "runs split 3+2+2, one pass over both archs per round"
+    ids = [i for i, _, _ in order]
+    assert ids[0] == ids[2] == ids[4] != ids[1] == ids[3] == ids[5], "archs alternate"
+    assert all(w == 2 for _, w, _ in order), "each pass warms up again"
 
 
 def test_measure_archs_names_the_arch_that_does_not_build(space):
@@ -261,7 +281,7 @@ def test_benchmark_score_and_sampling(space):
 def test_benchmark_runs_end_to_end_small():
     from profiler.benchmark import BenchmarkConfig, format_result, run_benchmark
 
-    config = BenchmarkConfig(n=4, seed=1, measure=MeasureConfig(warmup=1, runs=3), use_maple=False)
+    config = BenchmarkConfig(n=4, seed=1, measure=MeasureConfig(warmup=1, runs=3, rounds=2), use_maple=False)
     result = run_benchmark(config, progress=False)
     assert len(result.measured) == 4 and len(result.reference) == 3
     assert set(result.scores) == {"affine_nearest_device", "affine_nearest_device (min)"}
