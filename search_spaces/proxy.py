@@ -6,7 +6,8 @@
   networks whose activation patterns separate the inputs well score high.
 - ``synflow``: Tanaka et al. (NeurIPS 2020), used as a zero-cost NAS proxy by Abdelfattah et al. (ICLR 2021).
   With batch-norm removed, every parameter replaced by its absolute value and an all-ones input in float64, the
-  score is sum |theta * dR/dtheta| over conv and linear weights, R the sum of the outputs. It needs no data.
+  score is sum |theta * dR/dtheta| over conv and linear weights, R the sum of the outputs; we return its natural
+  log. It needs no data.
 
 No dataset is available offline, so ``naswot`` reads a fixed-seed standard Gaussian minibatch instead of images
 (a known variant; `proxy_benchmark` measures how well it still ranks NAS-Bench-201). Scores are deterministic: the
@@ -29,10 +30,15 @@ PROXIES = ("naswot", "synflow")
 
 @dataclass(frozen=True)
 class ProxyConfig:
-    """Which proxy, on how many random inputs, from which seed (weights and inputs)."""
+    """Which proxy, on how many random inputs, from which seed (weights and inputs).
 
-    name: str = "naswot"
-    batch_size: int = 32  # naswot only: synflow always reads one all-ones input
+    synflow is the default: on 1000 NAS-Bench-201 archs it ranks CIFAR-10 accuracy with Spearman 0.80 against
+    0.71 (batch 16) to 0.75 (batch 64) for NASWOT on random inputs, and costs ~0.04 s per NAS-Bench-201 arch and
+    ~0.1-0.15 s per FBNet arch on one thread, where NASWOT needs ~0.27 s (batch 16) to ~0.9 s (batch 64).
+    """
+
+    name: str = "synflow"
+    batch_size: int = 16  # naswot only (16 keeps an FBNet score under 0.3 s); synflow reads one all-ones input
     seed: int = 0
 
 
@@ -78,7 +84,8 @@ def _naswot(torch, module, inputs) -> float:
 
 
 def _synflow(torch, module, input_shape) -> float:
-    """log of the synflow sum (natural log); -inf never occurs in practice but maps to 0's log floor."""
+    """Natural log of the synflow sum (same ranking, readable scale); a sum of 0 (output ignores the input, e.g.
+    a NAS-Bench-201 cell with no path) gets log of the smallest positive float64, about -708."""
     def strip_bn(m):
         for name, child in m.named_children():
             if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):

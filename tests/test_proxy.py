@@ -43,9 +43,13 @@ def test_deterministic_on_nb201_and_leaves_global_torch_state_alone(nb201, name)
     torch.manual_seed(123)
     expected_next = torch.rand(3)
     torch.manual_seed(123)
-    first = proxy_score(nb201, arch, cfg)
+    torch.set_num_threads(2)
+    try:
+        first = proxy_score(nb201, arch, cfg)
+        assert torch.get_num_threads() == 2               # restored after scoring on one thread
+    finally:
+        torch.set_num_threads(1)
     assert torch.equal(torch.rand(3), expected_next)      # the proxy drew from a private stream
-    assert torch.get_num_threads() == 1
     assert proxy_score(nb201, arch, cfg) == first
     assert proxy_score(nb201, nb201.arch_of(0), cfg) != first
 
@@ -60,11 +64,12 @@ def test_unknown_proxy_is_rejected(nb201):
         proxy_score(nb201, nb201.arch_of(0), ProxyConfig(name="grasp"))
 
 
-def test_default_proxy_ranks_30_nb201_archs_like_their_accuracy(nb201):
-    # On 1000 archs the default proxy's Spearman with CIFAR-10 accuracy is about 0.8 (see proxy_benchmark);
-    # 30 fixed archs keep this test fast; 0.5 leaves room for sampling error but fails for a broken proxy.
+def test_default_proxy_ranks_40_nb201_archs_like_their_accuracy(nb201):
+    # On 1000 archs the default (synflow) has Spearman 0.80 with CIFAR-10 accuracy (proxy_benchmark); over 2000
+    # random 30-arch subsets of 300 scored archs the lowest was 0.40. A score unrelated to accuracy passes 0.4 on
+    # 40 archs with probability < 1%; the 40 archs here are fixed, so the test is deterministic.
     everything = nb201.all_archs()
-    archs = [everything[i] for i in np.random.default_rng(0).choice(len(everything), 30, replace=False)]
+    archs = [everything[i] for i in np.random.default_rng(0).choice(len(everything), 40, replace=False)]
     scores = [proxy_score(nb201, a, ProxyConfig()) for a in archs]
     rho = spearmanr(scores, nb201.accuracy(archs, "cifar10")).statistic
-    assert rho > 0.5
+    assert rho > 0.4
