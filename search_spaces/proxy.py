@@ -122,7 +122,8 @@ def proxy_score(space: SearchSpace, arch: str, config: ProxyConfig = ProxyConfig
         return _naswot(torch, module, inputs)
 
 
-def _timed_scores(space: SearchSpace, archs: list[str], config: ProxyConfig, progress: bool) -> tuple[np.ndarray, float]:
+def _timed_scores(space: SearchSpace, archs: list[str], config: ProxyConfig,
+                  progress: bool) -> tuple[np.ndarray, float]:
     iterator = archs
     if progress:
         from tqdm import tqdm
