@@ -28,9 +28,9 @@ class MeasurementError(Exception):
 class MeasureConfig:
     """How to measure: batch size, warm-up and timed runs per architecture, torch threads, device.
 
-    The defaults (10 warm-up, 50 timed runs) take about 0.5 s per NAS-Bench-201 network at batch 1
-    on one core of a 2-core EPYC VM and give quartiles within a few % of the median on an idle
-    machine. `device` is "cpu" or "cuda". `rounds` > 1 interleaves the archs of one `measure_archs`
+    The defaults (10 warm-up, 50 timed runs) take 0.3 s per NAS-Bench-201 network at batch 1 on one
+    core of a 2-core EPYC VM (build included; up to 0.8 s while other jobs load it), with an IQR of
+    ~5% of the median when the machine is quiet. `device` is "cpu" or "cuda". `rounds` > 1 interleaves the archs of one `measure_archs`
     call (see there): for comparing archs on a machine that other jobs share.
     """
 
