@@ -1,0 +1,223 @@
+"""`python -m predictor.benchmark`: how well the predictor knows a device it has never seen.
+
+For each target device: fit on the initial set (every shipped device except the target), adapt from
+K measured samples (the target's table values at the reference architectures), predict every
+architecture of the target's table, and score ±1% / ±5% / ±10% error-bound accuracy and Spearman's rho.
+
+Side by side, on the same samples:
+  maple      ours, adapted from K samples
+  affine     pick the initial-set device whose latencies best fit the K samples under an affine map
+  no-desc    ours without the hardware descriptor (ablation; fitted separately)
+  maple-10   ours adapted from 10 samples (the same fitted model, 10 measurements)
+
+What varies between trials: the seed of the adaptation's fine-tuning batches. The reference
+architectures are a fixed set (chosen by the stated principle in `predictor.maple`) and the fitted
+model is deterministic, so the spread shows how much adaptation alone moves the figures.
+
+Examples:
+  python -m predictor.benchmark --space nasbench201 --samples 3
+  python -m predictor.benchmark --space fbnet --samples 3 --json fbnet.json
+  python -m predictor.benchmark --space nasbench201 --table my_devices.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from predictor.baselines import AffineNearestDevice
+from predictor.maple import MapleConfig, MaplePredictor
+from predictor.metrics import latency_scores
+from predictor.tables import LatencyTable, read_latency_files
+
+METHODS = ("maple", "affine", "no-desc", "maple-10")
+KEYS = ("within_1pct", "within_5pct", "within_10pct", "spearman")
+
+
+class UsageError(Exception):
+    pass
+
+
+def _default_targets(space_name: str, table: LatencyTable) -> list[str]:
+    from search_spaces.data import device_catalog
+
+    cat = device_catalog()
+    col = f"help_split_{space_name}"
+    if col not in cat.columns:
+        raise UsageError(f"no HELP split for space {space_name!r}; name targets with --devices")
+    return [d for d in cat.index[cat[col] == "meta-test"] if d in table.devices]
+
+
+def _fitted(space, initial: LatencyTable, config: MapleConfig, cache: dict) -> MaplePredictor:
+    key = (initial.devices, config)
+    if key not in cache:
+        cache[key] = MaplePredictor(space, config).fit(initial)
+    return cache[key]
+
+
+def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, config: MapleConfig,
+                    fits: dict, methods=METHODS) -> dict[str, dict[str, list[float]]]:
+    """Scores of every method on one target over `trials` adaptation seeds: {method: {metric: [..]}}."""
+    archs = list(truth.index)
+    true = truth.to_numpy()
+    out = {m: {key: [] for key in KEYS} for m in methods}
+    maple = _fitted(space, initial, dataclasses.replace(config, n_samples=k), fits)
+    refs = maple.reference_archs(k)
+    refs10 = maple.reference_archs(max(10, k))
+
+    def sample(which):
+        missing = [a for a in which if a not in truth.index]
+        if missing:
+            raise UsageError(f"target {truth.name!r} has no latency for reference arch {missing[0]!r}")
+        return {a: float(truth[a]) for a in which}
+
+    def score(method, pred):
+        for key, v in latency_scores(pred, true).items():
+            out[method][key].append(v)
+
+    affine = AffineNearestDevice().fit(initial).adapt(sample(refs))
+    no_desc = (_fitted(space, initial, dataclasses.replace(config, n_samples=k, use_descriptor=False), fits)
+               if "no-desc" in methods else None)
+    base_cfg = maple._cfg()
+    for t in range(trials):
+        maple.config = dataclasses.replace(base_cfg, adapt_seed=t)
+        if "maple" in methods:
+            score("maple", maple.adapt(sample(refs)).predict(archs))
+        if "maple-10" in methods:
+            score("maple-10", maple.adapt(sample(refs10)).predict(archs))
+        if no_desc is not None:
+            no_desc.config = dataclasses.replace(no_desc._cfg(), adapt_seed=t)
+            score("no-desc", no_desc.adapt(sample(refs)).predict(archs))
+        if "affine" in methods:
+            # deterministic: one trial's worth is the same every time
+            if t == 0:
+                score("affine", affine.predict(archs) if set(archs) <= set(initial.archs)
+                      else np.full(len(archs), np.nan))
+            else:
+                for key in KEYS:
+                    out["affine"][key].append(out["affine"][key][0])
+    maple.config = base_cfg
+    return out
+
+
+def run(space_name: str, k: int, trials: int, devices=None, table_path=None, config=None,
+        progress: bool = True, methods=METHODS) -> dict:
+    from search_spaces import get_space
+
+    try:
+        space = get_space(space_name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    shipped_long = space.latency_table()
+    if shipped_long is None:
+        raise UsageError(f"space {space_name!r} ships no latency tables to form an initial set")
+    shipped = LatencyTable.from_long(shipped_long)
+    config = config or MapleConfig()
+
+    if table_path is not None:
+        try:
+            user = read_latency_files([table_path])
+            user_table = LatencyTable.from_long(user)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        for a in user_table.archs[:1000]:
+            try:
+                space.encode(a)
+            except ValueError:
+                raise UsageError(f"{table_path}: architecture {a!r} is not in space {space_name!r}") from None
+        targets = [(d, shipped, user_table.column(d)) for d in (devices or user_table.devices)]
+    else:
+        names = devices or _default_targets(space_name, shipped)
+        unknown = [d for d in names if d not in shipped.devices]
+        if unknown:
+            raise UsageError(f"unknown device(s) {', '.join(unknown)}; known: {', '.join(shipped.devices)}")
+        targets = [(d, shipped.without(d), shipped.column(d)) for d in names]
+
+    fits: dict = {}
+    per_device = {}
+    for name, initial, truth in tqdm(targets, desc="targets", unit="device", disable=not progress):
+        truth.name = name
+        scores = evaluate_target(space, initial, truth, k, trials, config, fits, methods)
+        per_device[name] = {m: {**{key: float(np.mean(v)) for key, v in s.items()},
+                                **{f"{key}_std": float(np.std(v)) for key, v in s.items()}}
+                            for m, s in scores.items()}
+    return {"space": space_name, "samples": k, "trials": trials, "per_device": per_device}
+
+
+def as_json(result: dict) -> dict:
+    """The documented JSON: per_device[name] holds our figures at the top level, baselines beneath."""
+    per_device = {}
+    for name, by_method in result["per_device"].items():
+        entry = dict(by_method["maple"])
+        entry["baselines"] = {m: v for m, v in by_method.items() if m != "maple"}
+        per_device[name] = entry
+    mean = {key: float(np.mean([d[key] for d in per_device.values()])) for key in KEYS}
+    mean["baselines"] = {m: {key: float(np.mean([d["baselines"][m][key] for d in per_device.values()]))
+                             for key in KEYS}
+                         for m in next(iter(per_device.values()))["baselines"]} if per_device else {}
+    return {"space": result["space"], "samples": result["samples"], "trials": result["trials"],
+            "per_device": per_device, "mean": mean}
+
+
+def format_table(result: dict) -> str:
+    methods = list(next(iter(result["per_device"].values())).keys())
+    k = result["samples"]
+    head = f"{'device':<15}{'±1%':>7}{'±5%':>7}" + "".join(
+        f"{(f'maple-{k}' if m == 'maple' else m) + ' ±10%':>16}{'rho':>7}" for m in methods)
+    lines = [f"{result['space']}: {k} samples, {result['trials']} trials (mean; ± = std over trials)", head]
+    rows = dict(result["per_device"])
+    rows["MEAN"] = {m: {key: float(np.mean([d[m][key] for d in result["per_device"].values()])) for key in KEYS}
+                    for m in methods}
+    for name, by_method in rows.items():
+        mp = by_method["maple"]
+        line = f"{name:<15}{mp['within_1pct']:7.3f}{mp['within_5pct']:7.3f}"
+        for m in methods:
+            s = by_method[m]
+            std = s.get("within_10pct_std")
+            cell = f"{s['within_10pct']:.3f}" + (f"±{std:.3f}" if std else "")
+            line += f"{cell:>16}{s['spearman']:7.3f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m predictor.benchmark", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--space", default="nasbench201", help="nasbench201 or fbnet (default: nasbench201)")
+    p.add_argument("--samples", type=int, default=3, help="measured samples per target (default: 3)")
+    p.add_argument("--trials", type=int, default=10, help="adaptation seeds per target (default: 10)")
+    p.add_argument("--devices", type=lambda s: [d for d in s.split(",") if d], default=None,
+                   help="comma-separated targets (default: HELP's meta-test devices of the space)")
+    p.add_argument("--table", type=Path, default=None,
+                   help="parquet/CSV with columns device, arch_str, latency_ms: its devices are the unseen "
+                        "targets; the initial set stays the shipped devices")
+    p.add_argument("--json", type=Path, default=None, help="write per-device and mean figures to this file")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        if args.samples < 1 or args.trials < 1:
+            raise UsageError("--samples and --trials must be positive integers")
+        if args.json is not None and not args.json.parent.resolve().is_dir():
+            raise UsageError(f"cannot write {args.json}: folder {args.json.parent} does not exist")
+        result = run(args.space, args.samples, args.trials, args.devices, args.table,
+                     progress=not args.no_progress)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(result))
+    if args.json is not None:
+        tmp = args.json.with_name(f".{args.json.name}.tmp")
+        tmp.write_text(json.dumps(as_json(result), indent=2) + "\n")
+        tmp.replace(args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
