@@ -4,28 +4,41 @@ MAPLE (Abbasi, Wong, Shafiee) trains a single regressor on an *initial set* of m
 described by a hardware descriptor, and adapts it to an unseen target from as few as 3 measured
 architectures by mixing those samples into the training set.
 
-Performance counters are not in the shipped tables, so the descriptor here is built from what the
-target's samples measure: the log-latencies of a fixed set of *reference architectures*, centred by
-their mean. Latencies span ~1000x across devices, so the regressor predicts
-``log(latency) - c`` where ``c`` is the device's mean log-latency over the references: one
-regressor then serves a 1 ms FPGA and a 180 ms phone alike, and the scale comes back from the
-samples at prediction time.
+What is different here, and why:
 
-Twenty-one devices are few points to learn a descriptor -> profile map from, so training also draws
-*synthetic devices*: random mixtures of training devices (see `MapleConfig.synthetic_fraction`).
+* **Descriptor from samples, not counters.** Performance counters are not in the shipped tables (and
+  not readable on every machine), so a device is described by what its samples measure: the
+  log-latencies of a fixed set of *reference architectures*, centred by their mean ``c``.
+* **Relative targets.** Latencies span ~1000x across devices, so the regressor predicts
+  ``log(latency) - c``: one regressor serves a 1 ms FPGA and a 180 ms phone alike, and the scale
+  comes back from the samples.
+* **Synthetic devices.** Twenty-one devices are few points to learn a descriptor -> latency map
+  from, so training also draws random mixtures of training devices in log space
+  (`MapleConfig.synthetic_fraction`).
+* **A factorised regressor.** ``f(arch, descriptor) = g(descriptor) . h(arch)``: an architecture
+  tower ``h`` (MLP over `space.features`) and a device tower ``g`` (MLP over the descriptor). Log
+  latency tables are close to low rank across devices, so this loses little, and each training step
+  scores a whole grid of (device, architecture) pairs for the cost of embedding each once: on 2 CPU
+  cores it fits in seconds where an MLP over the concatenated input needed minutes for worse accuracy
+  (see predictor/README.md).
+* **Adaptation in closed form.** "Mixing the samples into the training set" is done for the last
+  layer exactly: the target's device embedding ``g(d)`` is the prior mean, and a Bayesian linear
+  regression on the samples (prior covariance: the spread of the initial-set devices' embeddings)
+  moves it towards them. With only the reference samples this mostly makes them fit exactly; every
+  extra sample (e.g. 10 instead of 3) adds information. Fine-tuning the whole network on the mixed
+  set, as MAPLE does, was tried and was no better, and slower (README).
 
 The reference architectures are chosen once per initial set by a stated principle: greedy forward
 selection of the architectures whose (centred) log-latencies best reconstruct every other
 architecture's log-latency across the initial-set devices by ridge regression, leave-one-device-out
-(`greedy_references`). `MapleConfig.references = "random"` draws them instead (for comparison).
+(`greedy_references`). `MapleConfig.references = "random"` draws them instead (it was worse).
 
-Fitting the regressor is the expensive step, so `fit` caches the fitted state on disk, keyed by a
-hash of the table, the architecture features and the fit-time configuration (see `predictor.cache`).
+Fitting is the expensive step, so `fit` caches the fitted state on disk, keyed by a hash of the
+table, the architecture features and the fit-time configuration (`predictor.cache`).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 from dataclasses import dataclass
@@ -40,57 +53,58 @@ from predictor.tables import LatencyTable
 from search_spaces.base import SearchSpace
 
 #: Bump when a change to this module makes old cache entries wrong.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
 class MapleConfig:
-    """Every hyper-parameter of `MaplePredictor`, with the chosen values as defaults."""
+    """Every hyper-parameter of `MaplePredictor`, with the chosen values as defaults.
+
+    The defaults come from `python -m predictor.tune` on HELP's meta-valid devices (see there).
+    """
 
     #: Reference architectures the target measures; also the descriptor's length.
     n_samples: int = 3
     #: "greedy" (reconstruction-driven selection, see module docstring) or "random" (seeded draw).
     references: str = "greedy"
-    #: False drops the hardware descriptor from the regressor's input (the ablation).
+    #: False drops the hardware descriptor: one latency profile for every device (the ablation).
     use_descriptor: bool = True
 
     # --- the regressor ---------------------------------------------------------------------------
-    hidden: int = 256
-    n_layers: int = 3
-    steps: int = 4000
-    batch_size: int = 1024
+    #: Width of the shared architecture embedding and of the device embedding.
+    rank: int = 32
+    arch_hidden: int = 128
+    arch_layers: int = 3
+    device_hidden: int = 64
+    device_layers: int = 2
+    steps: int = 2000
+    #: Each step scores a grid of this many devices (real or synthetic) by this many architectures.
+    devices_per_step: int = 64
+    archs_per_step: int = 256
     lr: float = 2e-3
     weight_decay: float = 0.0
 
     # --- synthetic devices -----------------------------------------------------------------------
-    #: Fraction of each training batch that comes from synthetic devices instead of real ones.
-    synthetic_fraction: float = 0.5
-    #: How many training devices one synthetic device mixes.
-    synthetic_mix: int = 3
-    #: "log" mixes log-latencies (a geometric mean of devices); "linear" mixes latencies, each device
-    #: first scaled to mean 1 (a device whose run time is a sum of parts behaving like different devices).
-    synthetic_space: str = "log"
+    #: Fraction of each step's devices that are synthetic mixtures instead of real devices.
+    synthetic_fraction: float = 0.2
+    #: How many training devices one synthetic device mixes (in log space).
+    synthetic_mix: int = 2
     #: Dirichlet concentration of the mixing weights (small: mostly near one device).
     dirichlet_alpha: float = 1.0
 
     # --- adaptation ------------------------------------------------------------------------------
-    #: Fine-tuning steps on the initial set mixed with the target's samples (0: descriptor only).
-    adapt_steps: int = 100
-    adapt_lr: float = 3e-4
-    #: Weight of the target samples' loss relative to the initial-set batch loss while adapting.
-    adapt_sample_weight: float = 1.0
-    #: Initial-set rows per adaptation step.
-    adapt_batch_size: int = 256
+    #: Noise of the samples relative to the prior spread of device embeddings in the Bayesian
+    #: update: small trusts the samples, large keeps the descriptor's prediction.
+    adapt_noise: float = 0.01
 
     #: Greedy selection reconstructs this many architectures (a fixed subsample) and picks from this
-    #: many candidates; bounds the cost on large tables.
+    #: many candidates; bounds its cost on large tables.
     greedy_eval_archs: int = 2000
     greedy_candidates: int = 3000
     greedy_ridge: float = 1e-3
 
+    #: Seed of the regressor's initialisation and training batches (and of random references).
     seed: int = 0
-    #: Seed of the adaptation's initial-set batches (varied across benchmark trials; no refit needed).
-    adapt_seed: int = 0
     #: Cache fitted models on disk (`HWNAS_CACHE_DIR`, default ~/.cache/hwnas).
     cache: bool = True
 
@@ -99,31 +113,48 @@ class MapleConfig:
             raise ValueError("n_samples must be at least 1")
         if self.references not in ("greedy", "random"):
             raise ValueError(f"references must be 'greedy' or 'random', not {self.references!r}")
-        if self.synthetic_space not in ("log", "linear"):
-            raise ValueError(f"synthetic_space must be 'log' or 'linear', not {self.synthetic_space!r}")
         if not 0.0 <= self.synthetic_fraction <= 1.0:
             raise ValueError("synthetic_fraction must lie in [0, 1]")
+        if self.adapt_noise <= 0:
+            raise ValueError("adapt_noise must be positive")
 
 
 #: Fields that only change `adapt`/`predict`, so they do not key the fitted-model cache.
-_ADAPT_FIELDS = frozenset({"adapt_steps", "adapt_lr", "adapt_sample_weight", "adapt_batch_size", "adapt_seed",
-                           "cache"})
+_ADAPT_FIELDS = frozenset({"adapt_noise", "cache"})
 
 
-class _Regressor(torch.nn.Module):
-    """MLP over [architecture features, standardised descriptor] -> standardised centred log-latency."""
+def _mlp(n_in: int, hidden: int, n_layers: int, n_out: int) -> torch.nn.Sequential:
+    layers, width = [], n_in
+    for _ in range(n_layers):
+        layers += [torch.nn.Linear(width, hidden), torch.nn.SiLU()]
+        width = hidden
+    layers.append(torch.nn.Linear(width, n_out))
+    return torch.nn.Sequential(*layers)
 
-    def __init__(self, n_in: int, hidden: int, n_layers: int):
+
+class _TwoTower(torch.nn.Module):
+    """``y[device, arch] = g(descriptor)[:r] . h(arch) + g(descriptor)[r]`` (standardised centred log ms)."""
+
+    def __init__(self, n_features: int, n_descriptor: int, cfg: MapleConfig):
         super().__init__()
-        layers, width = [], n_in
-        for _ in range(n_layers):
-            layers += [torch.nn.Linear(width, hidden), torch.nn.SiLU()]
-            width = hidden
-        layers.append(torch.nn.Linear(width, 1))
-        self.body = torch.nn.Sequential(*layers)
+        self.arch = _mlp(n_features, cfg.arch_hidden, cfg.arch_layers, cfg.rank)
+        # Without a descriptor every device gets the same learnt embedding: the ablation.
+        self.device = _mlp(n_descriptor, cfg.device_hidden, cfg.device_layers, cfg.rank + 1) if n_descriptor else None
+        self.constant = torch.nn.Parameter(torch.zeros(cfg.rank + 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x).squeeze(-1)
+    def embed_archs(self, features: torch.Tensor) -> torch.Tensor:
+        """Architecture embeddings with a trailing 1 for the device bias, shape (n, rank + 1)."""
+        h = self.arch(features)
+        return torch.cat([h, torch.ones(len(h), 1)], dim=1)
+
+    def embed_devices(self, descriptors: torch.Tensor) -> torch.Tensor:
+        if self.device is None:
+            return self.constant.expand(len(descriptors), -1)
+        return self.device(descriptors)
+
+    def forward(self, features: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
+        """Grid of predictions, shape (n_devices, n_archs)."""
+        return self.embed_devices(descriptors) @ self.embed_archs(features).T
 
 
 def greedy_references(log_lat: np.ndarray, k: int, *, start: Sequence[int] = (), eval_cols: np.ndarray,
@@ -135,7 +166,7 @@ def greedy_references(log_lat: np.ndarray, k: int, *, start: Sequence[int] = (),
     devices, scored leave-one-device-out: exactly the question the predictor faces for an unseen
     device, asked of a linear model. Returns column indices, `start` first, in selection order.
     """
-    chosen = list(start)
+    chosen = [int(c) for c in start]
     n_dev = log_lat.shape[0]
     target = log_lat[:, eval_cols]
     while len(chosen) < k:
@@ -157,6 +188,8 @@ def greedy_references(log_lat: np.ndarray, k: int, *, start: Sequence[int] = (),
             score = float(np.mean(loo ** 2))
             if score < best:
                 best, best_col = score, int(col)
+        if best_col < 0:  # fewer candidates than k: fall back to the remaining columns in order
+            best_col = next(c for c in range(log_lat.shape[1]) if c not in chosen)
         chosen.append(best_col)
     return chosen
 
@@ -167,17 +200,17 @@ class MaplePredictor:
     `fit(table)` learns from the initial set (every device in `table`); `reference_archs()` names
     the architectures the target must measure; `adapt(samples)` takes those measurements (ms);
     `predict(archs)` returns predicted latencies (ms) on the target. Works through the
-    `SearchSpace` interface only (`space.features`), so archs outside the table are fine.
+    `SearchSpace` interface only (`space.features`), so architectures outside the table are fine.
     """
 
     def __init__(self, space: SearchSpace, config: MapleConfig | None = None):
         self.space = space
         self.config = config
 
-    # --- fitting ---------------------------------------------------------------------------------
     def _cfg(self) -> MapleConfig:
         return self.config if self.config is not None else MapleConfig()
 
+    # --- fitting ---------------------------------------------------------------------------------
     def _cache_key(self, table: LatencyTable, features: np.ndarray) -> str:
         cfg = self._cfg()
         h = hashlib.sha256()
@@ -191,7 +224,7 @@ class MaplePredictor:
         return h.hexdigest()[:32]
 
     def fit(self, table: LatencyTable) -> "MaplePredictor":
-        """Learn from the initial set: every device in `table` (latencies in ms)."""
+        """Learn from the initial set: every device in `table` (latencies in ms). Returns self."""
         cfg = self._cfg()
         cfg.validate()
         if len(table.devices) < 2:
@@ -200,39 +233,49 @@ class MaplePredictor:
             raise ValueError(f"the initial set needs more than n_samples={cfg.n_samples} architectures")
         self.table_ = table
         self.features_ = np.asarray(self.space.features(list(table.archs)), dtype=np.float32)
-        self.log_lat_ = np.log(table.latency_ms).astype(np.float64)
-        self._col = {a: j for j, a in enumerate(table.archs)}
+        self.log_lat_ = np.log(np.asarray(table.latency_ms, dtype=np.float64))
 
         cache = ModelCache() if cfg.cache else None
         key = self._cache_key(table, self.features_)
         state = cache.load(key) if cache is not None else None
+        if state is not None:
+            try:
+                self._load_state(state, cfg)
+            except (KeyError, RuntimeError, ValueError, TypeError, AttributeError):
+                state = None  # an entry from an incompatible layout: rebuild it
         if state is None:
             state = self._train(cfg)
+            self._load_state(state, cfg)
             if cache is not None:
                 cache.save(key, state)
-        self.reference_order_ = list(state["reference_order"])
-        self.desc_mean_ = np.asarray(state["desc_mean"].numpy(), dtype=np.float32)
-        self.desc_std_ = np.asarray(state["desc_std"].numpy(), dtype=np.float32)
-        self.y_scale_ = float(state["y_scale"])
-        self.net_ = self._new_net(cfg)
-        self.net_.load_state_dict(state["net"])
-        self.net_.eval()
-        for attr in ("target_net_", "offset_", "descriptor_"):
+        for attr in ("embedding_", "offset_", "descriptor_"):
             self.__dict__.pop(attr, None)
         return self
 
-    def _new_net(self, cfg: MapleConfig) -> _Regressor:
-        n_in = self.features_.shape[1] + (cfg.n_samples if cfg.use_descriptor else 0)
-        return _Regressor(n_in, cfg.hidden, cfg.n_layers)
+    def _load_state(self, state: dict, cfg: MapleConfig) -> None:
+        net = _TwoTower(self.features_.shape[1], cfg.n_samples if cfg.use_descriptor else 0, cfg)
+        net.load_state_dict(state["net"])
+        net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        refs = [int(r) for r in state["reference_order"]]
+        if len(refs) < cfg.n_samples or max(refs) >= len(self.table_.archs):
+            raise ValueError("cached reference order does not fit this table")
+        self.reference_order_ = refs
+        self.desc_mean_ = state["desc_mean"].numpy().astype(np.float32)
+        self.desc_std_ = state["desc_std"].numpy().astype(np.float32)
+        self.y_scale_ = float(state["y_scale"])
+        self.prior_cov_ = state["prior_cov"].numpy().astype(np.float64)
+        self.net_ = net
 
     def _choose_references(self, cfg: MapleConfig, k: int, start: Sequence[int] = ()) -> list[int]:
         n_arch = self.log_lat_.shape[1]
-        # Fixed seeds: the reference set must not depend on the regressor's seed, so a target can be
-        # measured once and reused.
-        rng = np.random.default_rng(12345)
         if cfg.references == "random":
-            order = list(np.random.default_rng(cfg.seed).permutation(n_arch))
-            return list(start) + [c for c in order if c not in start][: k - len(start)]
+            order = np.random.default_rng(cfg.seed).permutation(n_arch)
+            return list(start) + [int(c) for c in order if c not in start][: k - len(start)]
+        # A fixed seed for the subsamples: the reference set must not depend on the regressor's
+        # seed, so a target measured once serves every refit.
+        rng = np.random.default_rng(12345)
         eval_cols = np.sort(rng.choice(n_arch, min(cfg.greedy_eval_archs, n_arch), replace=False))
         candidates = np.sort(rng.choice(n_arch, min(cfg.greedy_candidates, n_arch), replace=False))
         return greedy_references(self.log_lat_, k, start=start, eval_cols=eval_cols, candidates=candidates,
@@ -245,76 +288,74 @@ class MaplePredictor:
         desc = ref_log - offsets[:, None]
         desc_mean, desc_std = desc.mean(axis=0), desc.std(axis=0) + 1e-3
         y_scale = float(np.std(self.log_lat_ - offsets[:, None])) + 1e-6
-        state = {"reference_order": [int(r) for r in refs], "y_scale": y_scale,
-                 "desc_mean": torch.as_tensor(desc_mean, dtype=torch.float32),
-                 "desc_std": torch.as_tensor(desc_std, dtype=torch.float32)}
-        self.desc_mean_, self.desc_std_ = desc_mean.astype(np.float32), desc_std.astype(np.float32)
-        self.y_scale_ = y_scale
-        self.reference_order_ = state["reference_order"]
 
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
-            net = self._new_net(cfg)
+            net = _TwoTower(self.features_.shape[1], cfg.n_samples if cfg.use_descriptor else 0, cfg)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
         rng = np.random.default_rng(cfg.seed)
+        features = torch.from_numpy(self.features_)
         net.train()
         for _ in range(cfg.steps):
-            x, y = self._initial_batch(cfg, rng, cfg.batch_size)
-            loss = torch.mean((net(x) - y) ** 2)
+            cols, y, d = self._draw_grid(cfg, rng, refs)
+            d = torch.from_numpy(((d - desc_mean) / desc_std).astype(np.float32))
+            y = torch.from_numpy((y / y_scale).astype(np.float32))
+            loss = torch.mean((net(features[cols], d) - y) ** 2)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
         net.eval()
-        state["net"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        return state
 
-    def _initial_batch(self, cfg: MapleConfig, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """`n` (architecture, device) rows from the initial set, real or synthetic devices."""
+        # Prior spread of device embeddings for the Bayesian adaptation: the least-squares embedding
+        # of each initial-set device on the learnt architecture embeddings.
+        with torch.no_grad():
+            arch_emb = net.embed_archs(features).numpy().astype(np.float64)
+        y_all = ((self.log_lat_ - offsets[:, None]) / y_scale).T
+        dev_emb = np.linalg.lstsq(arch_emb, y_all, rcond=None)[0].T
+        prior_cov = np.cov(dev_emb.T) + 1e-6 * np.eye(dev_emb.shape[1])
+        return {"reference_order": [int(r) for r in refs], "y_scale": y_scale,
+                "desc_mean": torch.as_tensor(desc_mean, dtype=torch.float32),
+                "desc_std": torch.as_tensor(desc_std, dtype=torch.float32),
+                "prior_cov": torch.as_tensor(prior_cov, dtype=torch.float64),
+                "net": {k: v.detach().clone() for k, v in net.state_dict().items()}}
+
+    def _draw_grid(self, cfg: MapleConfig, rng: np.random.Generator, refs: Sequence[int]):
+        """A training grid: architecture columns, centred log-latencies (devices x archs), descriptors.
+
+        Devices are real initial-set devices or synthetic ones: Dirichlet-weighted mixtures of
+        `synthetic_mix` real devices in log space (a device "between" them, e.g. a GPU of another
+        generation), so the descriptor -> latency map is learnt from more than 21 points.
+        """
         n_dev, n_arch = self.log_lat_.shape
-        refs = self.reference_order_[: cfg.n_samples]
-        cols = rng.integers(0, n_arch, n)
-        weights = np.zeros((n, n_dev))
-        n_syn = int(round(cfg.synthetic_fraction * n))
-        weights[np.arange(n - n_syn), rng.integers(0, n_dev, n - n_syn)] = 1.0
+        n_cols = min(cfg.archs_per_step, n_arch)
+        cols = rng.choice(n_arch, n_cols, replace=False)
+        n_rows = cfg.devices_per_step
+        n_syn = int(round(cfg.synthetic_fraction * n_rows))
+        weights = np.zeros((n_rows, n_dev))
+        weights[np.arange(n_rows - n_syn), rng.integers(0, n_dev, n_rows - n_syn)] = 1.0
         if n_syn:
             m = min(cfg.synthetic_mix, n_dev)
             picks = np.argsort(rng.random((n_syn, n_dev)), axis=1)[:, :m]
             w = rng.dirichlet(np.full(m, cfg.dirichlet_alpha), size=n_syn)
-            np.put_along_axis(weights[n - n_syn:], picks, w, axis=1)
-        if cfg.synthetic_space == "log":
-            y_log = np.einsum("nd,dn->n", weights, self.log_lat_[:, cols])
-            ref_log = weights @ self.log_lat_[:, refs]
-        else:
-            scaled = np.exp(self.log_lat_ - self.log_lat_.mean(axis=1, keepdims=True))
-            y_log = np.log(np.einsum("nd,dn->n", weights, scaled[:, cols]))
-            ref_log = np.log(weights @ scaled[:, refs])
-        offset = ref_log.mean(axis=1)
-        y = (y_log - offset) / self.y_scale_
-        x = self._inputs(self.features_[cols], ref_log - offset[:, None], cfg)
-        return x, torch.as_tensor(y, dtype=torch.float32)
-
-    def _inputs(self, features: np.ndarray, desc: np.ndarray | None, cfg: MapleConfig) -> torch.Tensor:
-        feats = torch.as_tensor(np.asarray(features, dtype=np.float32))
-        if not cfg.use_descriptor:
-            return feats
-        d = (np.asarray(desc, dtype=np.float32) - self.desc_mean_) / self.desc_std_
-        if d.ndim == 1:
-            d = np.repeat(d[None, :], len(feats), axis=0)
-        return torch.cat([feats, torch.from_numpy(np.ascontiguousarray(d, dtype=np.float32))], dim=1)
+            np.put_along_axis(weights[n_rows - n_syn:], picks, w, axis=1)
+        lat = weights @ self.log_lat_[:, cols]
+        ref_log = weights @ self.log_lat_[:, list(refs)]
+        offset = ref_log.mean(axis=1, keepdims=True)
+        return cols, lat - offset, ref_log - offset
 
     # --- the target ------------------------------------------------------------------------------
-    def _check_fitted(self, attr: str = "net_", what: str = "fit") -> None:
+    def _check_fitted(self, attr: str = "net_") -> None:
         if not hasattr(self, attr):
-            raise NotFittedError(f"this MaplePredictor is not {what}ted yet: call "
-                                 + ("fit(table) first" if what == "fit" else "adapt(samples) after fit(table)"))
+            step = "fit(table)" if attr == "net_" else "adapt(samples) after fit(table)"
+            raise NotFittedError(f"this MaplePredictor is not ready: call {step} first")
 
     def reference_archs(self, k: int | None = None) -> list[str]:
         """The `k` architectures the target must measure (default `config.n_samples`).
 
         Deterministic for a given initial set and configuration, and nested: the first
-        `n_samples` are always the descriptor's references.
+        `n_samples` are always the descriptor's references, more extend them greedily.
         """
         self._check_fitted()
         cfg = self._cfg()
@@ -325,11 +366,14 @@ class MaplePredictor:
             self.reference_order_ = self._choose_references(cfg, k, start=self.reference_order_)
         return [self.table_.archs[j] for j in self.reference_order_[:k]]
 
+    def _descriptor_input(self, desc: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(((np.asarray(desc, dtype=np.float32) - self.desc_mean_) / self.desc_std_)[None])
+
     def adapt(self, samples: Mapping[str, float]) -> "MaplePredictor":
-        """Adapt to the target from measured latencies in ms, ``{arch_str: latency_ms}``.
+        """Adapt to the target from measured latencies in ms, ``{arch_str: latency_ms}``. Returns self.
 
         Best with `reference_archs()`; any architectures of the space work (the missing reference
-        latencies are then inferred from the regressor).
+        latencies are then inferred through the regressor). Only these samples are seen.
         """
         self._check_fitted()
         cfg = self._cfg()
@@ -340,85 +384,68 @@ class MaplePredictor:
         if not np.all(np.isfinite(y)) or np.any(y <= 0):
             raise ValueError("measured latencies must be positive numbers of ms")
         log_y = np.log(y)
-        feats = np.asarray(self.space.features(archs), dtype=np.float32)
+        with torch.no_grad():
+            arch_emb = self.net_.embed_archs(torch.from_numpy(
+                np.asarray(self.space.features(archs), dtype=np.float32))).numpy().astype(np.float64)
         refs = [self.table_.archs[j] for j in self.reference_order_[: cfg.n_samples]]
-        if cfg.use_descriptor and all(r in samples for r in refs):
+        if all(r in samples for r in refs):
             ref_log = np.log([samples[r] for r in refs])
             offset = float(ref_log.mean())
-            desc = (ref_log - offset).astype(np.float32)
+            desc = ref_log - offset
+            with torch.no_grad():
+                prior = self.net_.embed_devices(self._descriptor_input(desc))[0].numpy().astype(np.float64)
         else:
-            offset, desc = self._infer_descriptor(feats, log_y, cfg)
+            offset, desc, prior = self._infer_descriptor(arch_emb, log_y, cfg)
 
-        net = copy.deepcopy(self.net_)
-        if cfg.adapt_steps > 0:
-            self._fine_tune(net, feats, log_y, offset, desc, cfg)
-        self.target_net_, self.offset_, self.descriptor_ = net, offset, desc
+        # Bayesian linear regression of the samples on the architecture embeddings, prior mean =
+        # the descriptor's device embedding, prior covariance = the initial set's spread of them.
+        resid = (log_y - offset) / self.y_scale_ - arch_emb @ prior
+        gain = self.prior_cov_ @ arch_emb.T
+        system = arch_emb @ gain + cfg.adapt_noise * np.eye(len(archs))
+        self.embedding_ = prior + gain @ np.linalg.solve(system, resid)
+        self.offset_, self.descriptor_ = offset, desc
         return self
 
-    def _infer_descriptor(self, feats: np.ndarray, log_y: np.ndarray, cfg: MapleConfig):
-        """Offset and descriptor that make the regressor best match samples lacking some references.
+    def _infer_descriptor(self, arch_emb: np.ndarray, log_y: np.ndarray, cfg: MapleConfig):
+        """Offset, descriptor and device embedding that best explain samples lacking some references.
 
-        A least-squares fit over the descriptor, pulled towards the initial set's descriptors (in
-        their standardised units) so that a few samples cannot push it off what was learnt.
+        A least-squares fit over the (centred) descriptor through the device tower, pulled towards
+        the initial set's descriptors so that a few samples cannot push it off what was learnt; the
+        offset is the mean residual (log ms).
         """
-        if not cfg.use_descriptor:
-            with torch.no_grad():
-                pred = self.net_(self._inputs(feats, None, cfg)).numpy() * self.y_scale_
-            return float(np.mean(log_y - pred)), None
-        z = torch.zeros(cfg.n_samples, requires_grad=True)
+        emb_t = torch.from_numpy(arch_emb.astype(np.float32))
+        target = torch.from_numpy(log_y.astype(np.float32))
+        mean, std = torch.from_numpy(self.desc_mean_), torch.from_numpy(self.desc_std_)
+        z = torch.zeros(len(mean), requires_grad=True)
         opt = torch.optim.Adam([z], lr=0.05)
-        feats_t = torch.as_tensor(feats)
-        target = torch.as_tensor(log_y, dtype=torch.float32)
-        mean, std = torch.as_tensor(self.desc_mean_), torch.as_tensor(self.desc_std_)
-        for p in self.net_.parameters():
-            p.requires_grad_(False)
-        try:
-            for _ in range(200):
-                desc = mean + std * z
-                desc = desc - desc.mean()  # a descriptor is centred by construction
-                x = torch.cat([feats_t, ((desc - mean) / std).expand(len(feats_t), -1)], dim=1)
-                pred = self.net_(x) * self.y_scale_
-                off = torch.mean(target - pred).detach()
-                loss = torch.mean((pred + off - target) ** 2) + 1e-2 * torch.mean(z ** 2)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        finally:
-            for p in self.net_.parameters():
-                p.requires_grad_(True)
-        with torch.no_grad():
-            desc = mean + std * z
-            desc = (desc - desc.mean()).numpy()
-            x = self._inputs(feats, desc, cfg)
-            off = float(np.mean(log_y - self.net_(x).numpy() * self.y_scale_))
-        return off, desc.astype(np.float32)
 
-    def _fine_tune(self, net: _Regressor, feats, log_y, offset, desc, cfg: MapleConfig) -> None:
-        """MAPLE's adaptation: keep training on the initial set with the target's samples mixed in."""
-        rng = np.random.default_rng([cfg.seed, cfg.adapt_seed, 1])
-        x_t = self._inputs(feats, desc, cfg)
-        y_t = torch.as_tensor((log_y - offset) / self.y_scale_, dtype=torch.float32)
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.adapt_lr)
-        net.train()
-        for _ in range(cfg.adapt_steps):
-            x, y = self._initial_batch(cfg, rng, cfg.adapt_batch_size)
-            loss = torch.mean((net(x) - y) ** 2) + cfg.adapt_sample_weight * torch.mean((net(x_t) - y_t) ** 2)
-            opt.zero_grad(set_to_none=True)
+        def descriptor(z):
+            d = mean + std * z
+            return d - d.mean()  # a descriptor is centred by construction
+
+        for _ in range(200 if self.net_.device is not None else 0):
+            pred = (emb_t @ self.net_.embed_devices(((descriptor(z) - mean) / std)[None])[0]) * self.y_scale_
+            off = torch.mean(target - pred).detach()
+            loss = torch.mean((pred + off - target) ** 2) + 1e-2 * torch.mean(z ** 2)
+            opt.zero_grad()
             loss.backward()
             opt.step()
-        net.eval()
+        with torch.no_grad():
+            desc = descriptor(z).numpy().astype(np.float64)
+            prior = self.net_.embed_devices(self._descriptor_input(desc))[0].numpy().astype(np.float64)
+        offset = float(np.mean(log_y - arch_emb @ prior * self.y_scale_))
+        return offset, desc, prior
 
     def predict(self, archs: Sequence[str]) -> np.ndarray:
         """Predicted latency in ms on the adapted target, one per architecture."""
-        self._check_fitted("target_net_", "adap")
-        cfg = self._cfg()
+        self._check_fitted("embedding_")
         archs = list(archs)
         if not archs:
             return np.zeros(0)
-        feats = np.asarray(self.space.features(archs), dtype=np.float32)
+        features = np.asarray(self.space.features(archs), dtype=np.float32)
         out = np.empty(len(archs))
         with torch.no_grad():
             for s in range(0, len(archs), 8192):
-                x = self._inputs(feats[s:s + 8192], self.descriptor_, cfg)
-                out[s:s + 8192] = self.target_net_(x).numpy()
+                emb = self.net_.embed_archs(torch.from_numpy(features[s:s + 8192])).numpy().astype(np.float64)
+                out[s:s + 8192] = emb @ self.embedding_
         return np.exp(out * self.y_scale_ + self.offset_)
