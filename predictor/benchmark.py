@@ -4,15 +4,20 @@ For each target device: fit on the initial set (every shipped device except the 
 K measured samples (the target's table values at the reference architectures), predict every
 architecture of the target's table, and score ±1% / ±5% / ±10% error-bound accuracy and Spearman's rho.
 
-Side by side, on the same samples:
-  maple      ours, adapted from K samples
-  affine     pick the initial-set device whose latencies best fit the K samples under an affine map
-  no-desc    ours without the hardware descriptor (ablation; fitted separately)
-  maple-10   ours adapted from 10 samples (the same fitted model, 10 measurements)
+Side by side:
+  maple      ours, adapted from the K reference architectures it names (MAPLE-K)
+  affine     pick the initial-set device whose latencies best fit the same K samples under an affine map
+  no-desc    ours without the hardware descriptor (ablation; fitted separately), same K samples
+  maple-10   ours adapted from 10 reference architectures (the same fitted model, 10 measurements)
+  rand-K     ours adapted from K architectures drawn at random from the target's table instead of
+             the reference set (the "any architectures" path of `MaplePredictor.adapt`)
 
-What varies between trials: the seed of the adaptation's fine-tuning batches. The reference
-architectures are a fixed set (chosen by the stated principle in `predictor.maple`) and the fitted
-model is deterministic, so the spread shows how much adaptation alone moves the figures.
+What varies between trials: the random draw of `rand-K` (trial t draws with seed t). Given a fitted
+model, the other columns are deterministic: the reference architectures are a fixed set (chosen by
+the principle stated in `predictor.maple`) and the adaptation is closed-form, so their trial-to-trial
+spread is zero by construction. `--seeds S` refits ours and the ablation with regressor seeds
+0..S-1 (S times the fitting cost; fits are cached on disk), and the spread (±, std) is then over seeds
+(and draws, for rand-K).
 
 Examples:
   python -m predictor.benchmark --space nasbench201 --samples 3
@@ -36,7 +41,7 @@ from predictor.maple import MapleConfig, MaplePredictor
 from predictor.metrics import latency_scores
 from predictor.tables import LatencyTable, read_latency_files
 
-METHODS = ("maple", "affine", "no-desc", "maple-10")
+METHODS = ("maple", "affine", "no-desc", "maple-10", "rand")
 KEYS = ("within_1pct", "within_5pct", "within_10pct", "spearman")
 
 
@@ -62,14 +67,11 @@ def _fitted(space, initial: LatencyTable, config: MapleConfig, cache: dict) -> M
 
 
 def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, config: MapleConfig,
-                    fits: dict, methods=METHODS) -> dict[str, dict[str, list[float]]]:
-    """Scores of every method on one target over `trials` adaptation seeds: {method: {metric: [..]}}."""
+                    fits: dict, methods=METHODS, seeds: int = 1, bar=None) -> dict[str, dict[str, list[float]]]:
+    """Scores of every method on one target: {method: {metric: [one value per seed (x trial)]}}."""
     archs = list(truth.index)
     true = truth.to_numpy()
     out = {m: {key: [] for key in KEYS} for m in methods}
-    maple = _fitted(space, initial, dataclasses.replace(config, n_samples=k), fits)
-    refs = maple.reference_archs(k)
-    refs10 = maple.reference_archs(max(10, k))
 
     def sample(which):
         missing = [a for a in which if a not in truth.index]
@@ -81,33 +83,36 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
         for key, v in latency_scores(pred, true).items():
             out[method][key].append(v)
 
-    affine = AffineNearestDevice().fit(initial).adapt(sample(refs))
-    no_desc = (_fitted(space, initial, dataclasses.replace(config, n_samples=k, use_descriptor=False), fits)
-               if "no-desc" in methods else None)
-    base_cfg = maple._cfg()
-    for t in range(trials):
-        maple.config = dataclasses.replace(base_cfg, adapt_seed=t)
+    for seed in range(seeds):
+        cfg = dataclasses.replace(config, n_samples=k, seed=seed)
+        maple = _fitted(space, initial, cfg, fits)
+        refs = maple.reference_archs(k)
         if "maple" in methods:
             score("maple", maple.adapt(sample(refs)).predict(archs))
         if "maple-10" in methods:
-            score("maple-10", maple.adapt(sample(refs10)).predict(archs))
-        if no_desc is not None:
-            no_desc.config = dataclasses.replace(no_desc._cfg(), adapt_seed=t)
+            score("maple-10", maple.adapt(sample(maple.reference_archs(max(10, k)))).predict(archs))
+        if "no-desc" in methods:
+            no_desc = _fitted(space, initial, dataclasses.replace(cfg, use_descriptor=False), fits)
             score("no-desc", no_desc.adapt(sample(refs)).predict(archs))
-        if "affine" in methods:
-            # deterministic: one trial's worth is the same every time
-            if t == 0:
-                score("affine", affine.predict(archs) if set(archs) <= set(initial.archs)
-                      else np.full(len(archs), np.nan))
+        if "affine" in methods and seed == 0:
+            # deterministic and seed-free: scored once
+            known = set(initial.archs)
+            if set(archs) <= known:
+                score("affine", AffineNearestDevice().fit(initial).adapt(sample(refs)).predict(archs))
             else:
-                for key in KEYS:
-                    out["affine"][key].append(out["affine"][key][0])
-    maple.config = base_cfg
+                score("affine", np.full(len(archs), np.nan))
+        for t in range(trials):
+            if "rand" in methods:
+                drawn = list(np.random.default_rng(t).choice(archs, size=min(k, len(archs)), replace=False))
+                score("rand", maple.adapt(sample(drawn)).predict(archs))
+            if bar is not None:
+                bar.update(1)
     return out
 
 
 def run(space_name: str, k: int, trials: int, devices=None, table_path=None, config=None,
-        progress: bool = True, methods=METHODS) -> dict:
+        progress: bool = True, methods=METHODS, seeds: int = 1) -> dict:
+    """Benchmark every target; returns {space, samples, trials, seeds, per_device: {name: {method: scores}}}."""
     from search_spaces import get_space
 
     try:
@@ -131,7 +136,14 @@ def run(space_name: str, k: int, trials: int, devices=None, table_path=None, con
                 space.encode(a)
             except ValueError:
                 raise UsageError(f"{table_path}: architecture {a!r} is not in space {space_name!r}") from None
-        targets = [(d, shipped, user_table.column(d)) for d in (devices or user_table.devices)]
+        names = devices or list(user_table.devices)
+        unknown = [d for d in names if d not in user_table.devices]
+        if unknown:
+            raise UsageError(f"{table_path} has no device(s) {', '.join(unknown)}; it has: "
+                             f"{', '.join(user_table.devices)}")
+        # A user table may re-measure a shipped device: it must still be unseen.
+        targets = [(d, shipped.without(d) if d in shipped.devices else shipped, user_table.column(d))
+                   for d in names]
     else:
         names = devices or _default_targets(space_name, shipped)
         unknown = [d for d in names if d not in shipped.devices]
@@ -141,13 +153,28 @@ def run(space_name: str, k: int, trials: int, devices=None, table_path=None, con
 
     fits: dict = {}
     per_device = {}
-    for name, initial, truth in tqdm(targets, desc="targets", unit="device", disable=not progress):
+    bar = tqdm(total=len(targets) * seeds * trials, desc="targets x seeds x trials", unit="trial",
+               disable=not progress)
+    for name, initial, truth in targets:
+        bar.set_postfix(device=name)
         truth.name = name
-        scores = evaluate_target(space, initial, truth, k, trials, config, fits, methods)
-        per_device[name] = {m: {**{key: float(np.mean(v)) for key, v in s.items()},
-                                **{f"{key}_std": float(np.std(v)) for key, v in s.items()}}
+        scores = evaluate_target(space, initial, truth, k, trials, config, fits, methods, seeds, bar)
+        per_device[name] = {m: {**{key: _mean(v) for key, v in s.items()},
+                                **{f"{key}_std": _std(v) for key, v in s.items()}}
                             for m, s in scores.items()}
-    return {"space": space_name, "samples": k, "trials": trials, "per_device": per_device}
+        fits.clear()  # a target's fits are no use to the next target (its initial set differs)
+    bar.close()
+    return {"space": space_name, "samples": k, "trials": trials, "seeds": seeds, "per_device": per_device}
+
+
+def _mean(values) -> float:
+    values = [v for v in values if np.isfinite(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _std(values) -> float:
+    values = [v for v in values if np.isfinite(v)]
+    return float(np.std(values)) if values else float("nan")
 
 
 def as_json(result: dict) -> dict:
@@ -157,22 +184,24 @@ def as_json(result: dict) -> dict:
         entry = dict(by_method["maple"])
         entry["baselines"] = {m: v for m, v in by_method.items() if m != "maple"}
         per_device[name] = entry
-    mean = {key: float(np.mean([d[key] for d in per_device.values()])) for key in KEYS}
-    mean["baselines"] = {m: {key: float(np.mean([d["baselines"][m][key] for d in per_device.values()]))
+    mean = {key: _mean([d[key] for d in per_device.values()]) for key in KEYS}
+    mean["baselines"] = {m: {key: _mean([d["baselines"][m][key] for d in per_device.values()])
                              for key in KEYS}
                          for m in next(iter(per_device.values()))["baselines"]} if per_device else {}
     return {"space": result["space"], "samples": result["samples"], "trials": result["trials"],
-            "per_device": per_device, "mean": mean}
+            "seeds": result.get("seeds", 1), "per_device": per_device, "mean": mean}
 
 
 def format_table(result: dict) -> str:
     methods = list(next(iter(result["per_device"].values())).keys())
     k = result["samples"]
     head = f"{'device':<15}{'±1%':>7}{'±5%':>7}" + "".join(
-        f"{(f'maple-{k}' if m == 'maple' else m) + ' ±10%':>16}{'rho':>7}" for m in methods)
-    lines = [f"{result['space']}: {k} samples, {result['trials']} trials (mean; ± = std over trials)", head]
+        f"{_label(m, k) + ' ±10%':>16}{'rho':>7}" for m in methods)
+    seeds = result.get("seeds", 1)
+    lines = [f"{result['space']}: {k} samples; ±1%/±5% are maple-{k}'s; mean over {seeds} regressor seed(s), "
+             f"rand-{k} also over {result['trials']} draws; ± = std (omitted when 0)", head]
     rows = dict(result["per_device"])
-    rows["MEAN"] = {m: {key: float(np.mean([d[m][key] for d in result["per_device"].values()])) for key in KEYS}
+    rows["MEAN"] = {m: {key: _mean([d[m][key] for d in result["per_device"].values()]) for key in KEYS}
                     for m in methods}
     for name, by_method in rows.items():
         mp = by_method["maple"]
@@ -186,12 +215,19 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _label(method: str, k: int) -> str:
+    return {"maple": f"maple-{k}", "rand": f"rand-{k}"}.get(method, method)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m predictor.benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", default="nasbench201", help="nasbench201 or fbnet (default: nasbench201)")
     p.add_argument("--samples", type=int, default=3, help="measured samples per target (default: 3)")
-    p.add_argument("--trials", type=int, default=10, help="adaptation seeds per target (default: 10)")
+    p.add_argument("--trials", type=int, default=10,
+                   help="random draws of K architectures for the rand-K column (default: 10)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="regressor seeds: refits ours and the ablation this many times per target (default: 1)")
     p.add_argument("--devices", type=lambda s: [d for d in s.split(",") if d], default=None,
                    help="comma-separated targets (default: HELP's meta-test devices of the space)")
     p.add_argument("--table", type=Path, default=None,
@@ -201,12 +237,12 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     try:
-        if args.samples < 1 or args.trials < 1:
-            raise UsageError("--samples and --trials must be positive integers")
+        if args.samples < 1 or args.trials < 1 or args.seeds < 1:
+            raise UsageError("--samples, --trials and --seeds must be positive integers")
         if args.json is not None and not args.json.parent.resolve().is_dir():
             raise UsageError(f"cannot write {args.json}: folder {args.json.parent} does not exist")
         result = run(args.space, args.samples, args.trials, args.devices, args.table,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, seeds=args.seeds)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,160 @@
+"""MaplePredictor on a small real slice of the shipped NAS-Bench-201 table (seconds, not minutes)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from predictor.cache import ModelCache
+from predictor.maple import MapleConfig, MaplePredictor
+from predictor.metrics import latency_scores
+from predictor.tables import LatencyTable
+from search_spaces import get_space
+
+DEVICES = ["1080ti_1", "1080ti_32", "titanx_1", "titanxp_1", "titan_rtx_1", "titan_rtx_32",
+           "silver_4114", "silver_4210r", "gold_6226", "samsung_a50", "pixel3"]
+TARGET = "titanx_32"  # held out: never in the initial set of these tests
+SMALL = MapleConfig(steps=300, archs_per_step=128, devices_per_step=32, greedy_candidates=300,
+                    greedy_eval_archs=300, cache=False)
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("nasbench201")
+
+
+@pytest.fixture(scope="module")
+def tables(space):
+    full = LatencyTable.from_long(space.latency_table())
+    rng = np.random.default_rng(0)
+    archs = sorted(rng.choice(list(full.archs), 400, replace=False))
+    cols = [full.archs.index(a) for a in archs]
+    sliced = LatencyTable(full.devices, tuple(archs), full.latency_ms[:, cols])
+    return sliced.select(DEVICES), sliced.column(TARGET)
+
+
+@pytest.fixture(scope="module")
+def fitted(space, tables):
+    initial, _ = tables
+    return MaplePredictor(space, SMALL).fit(initial)
+
+
+def _samples(truth, archs):
+    return {a: float(truth[a]) for a in archs}
+
+
+def test_unfitted_predictor_raises(space, tables):
+    predictor = MaplePredictor(space, SMALL)
+    with pytest.raises(NotFittedError):
+        predictor.predict(["|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"])
+    with pytest.raises(NotFittedError):
+        predictor.reference_archs()
+    with pytest.raises(NotFittedError):
+        predictor.adapt({"|none~0|+|none~0|none~1|+|none~0|none~1|none~2|": 1.0})
+
+
+def test_fitted_but_not_adapted_cannot_predict(space, tables):
+    initial, _ = tables
+    predictor = MaplePredictor(space, SMALL).fit(initial)
+    with pytest.raises(NotFittedError):
+        predictor.predict(list(initial.archs[:3]))
+
+
+def test_references_are_deterministic_nested_and_from_the_table(space, tables, fitted):
+    initial, _ = tables
+    refs3 = fitted.reference_archs()
+    assert len(refs3) == SMALL.n_samples == len(set(refs3))
+    assert set(refs3) <= set(initial.archs)
+    refs6 = fitted.reference_archs(6)
+    assert refs6[:3] == refs3 and len(set(refs6)) == 6
+    again = MaplePredictor(space, SMALL).fit(initial)
+    assert again.reference_archs() == refs3
+
+
+def test_predict_shapes_and_positivity(space, tables, fitted):
+    _, truth = tables
+    fitted.adapt(_samples(truth, fitted.reference_archs()))
+    pred = fitted.predict(list(truth.index))
+    assert pred.shape == (len(truth),)
+    assert np.all(np.isfinite(pred)) and np.all(pred > 0)
+    assert fitted.predict([]).shape == (0,)
+    # archs outside the table work through space.features
+    outside = [a for a in space.all_archs()[:50] if a not in set(truth.index)][:5]
+    assert fitted.predict(outside).shape == (5,)
+
+
+def test_adapt_uses_only_the_given_samples(space, tables, fitted):
+    _, truth = tables
+    refs = fitted.reference_archs()
+    archs = list(truth.index)
+    base = fitted.adapt(_samples(truth, refs)).predict(archs)
+    # A target twice as slow on every sample is predicted twice as slow: the scale comes from the
+    # samples alone, and nothing else about the target is consulted.
+    doubled = fitted.adapt({a: 2.0 * float(truth[a]) for a in refs}).predict(archs)
+    np.testing.assert_allclose(doubled, 2.0 * base, rtol=1e-5)
+    # Changing the relative latencies of the samples changes the prediction (the descriptor is used).
+    skewed = {a: float(truth[a]) * f for a, f in zip(refs, (1.0, 1.5, 0.7))}
+    assert not np.allclose(fitted.adapt(skewed).predict(archs), base, rtol=1e-3)
+
+
+def test_adapt_rejects_bad_samples(fitted):
+    with pytest.raises(ValueError):
+        fitted.adapt({})
+    ref = fitted.reference_archs()[0]
+    with pytest.raises(ValueError):
+        fitted.adapt({ref: -1.0})
+    with pytest.raises(ValueError):
+        fitted.adapt({"not an arch": 1.0})
+
+
+def test_adapted_predictor_beats_trivial_on_held_out_device(space, tables, fitted):
+    _, truth = tables
+    true = truth.to_numpy()
+    refs = fitted.reference_archs()
+    pred = fitted.adapt(_samples(truth, refs)).predict(list(truth.index))
+    ours = latency_scores(pred, true)
+    # trivial: every arch predicted at the geometric mean of the samples
+    flat = np.full(len(true), np.exp(np.mean(np.log([truth[a] for a in refs]))))
+    trivial = latency_scores(flat, true)
+    assert ours["spearman"] > 0.8
+    assert ours["within_10pct"] > trivial["within_10pct"] + 0.2
+    assert np.median(np.abs(np.log(pred / true))) < 0.5 * np.median(np.abs(np.log(flat / true)))
+
+
+def test_adapt_from_any_archs(space, tables, fitted):
+    _, truth = tables
+    others = [a for a in truth.index if a not in fitted.reference_archs()][:5]
+    pred = fitted.adapt(_samples(truth, others)).predict(list(truth.index))
+    assert np.all(pred > 0)
+    assert latency_scores(pred, truth.to_numpy())["spearman"] > 0.7
+
+
+def test_cache_round_trip_and_corrupt_entry(space, tables, tmp_path, monkeypatch):
+    monkeypatch.setenv("HWNAS_CACHE_DIR", str(tmp_path))
+    initial, truth = tables
+    cfg = dataclasses.replace(SMALL, cache=True, steps=100)
+    first = MaplePredictor(space, cfg).fit(initial)
+    entries = list(tmp_path.glob("*.pt"))
+    assert len(entries) == 1
+    samples = _samples(truth, first.reference_archs())
+    expected = first.adapt(samples).predict(list(truth.index))
+    # a second fit loads the entry and predicts identically
+    second = MaplePredictor(space, cfg).fit(initial)
+    np.testing.assert_allclose(second.adapt(samples).predict(list(truth.index)), expected)
+    # a corrupt entry is ignored and rebuilt
+    entries[0].write_bytes(b"not a torch file")
+    assert ModelCache(tmp_path).load(entries[0].stem.split("-", 1)[1]) is None
+    third = MaplePredictor(space, cfg).fit(initial)
+    np.testing.assert_allclose(third.adapt(samples).predict(list(truth.index)), expected, rtol=1e-5)
+    assert entries[0].stat().st_size > 100
+
+
+def test_config_is_validated(space, tables):
+    initial, _ = tables
+    with pytest.raises(ValueError):
+        MaplePredictor(space, dataclasses.replace(SMALL, references="best")).fit(initial)
+    with pytest.raises(ValueError):
+        MaplePredictor(space, dataclasses.replace(SMALL, n_samples=0)).fit(initial)
