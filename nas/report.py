@@ -98,10 +98,14 @@ def speedup_estimate(result) -> dict:
 
         protocol = MeasureConfig()
         truth = result.target.true_latency_ms
-        lat = (truth.reindex(result.evaluated["arch_str"]).to_numpy() if truth is not None
-               else result.evaluated["predicted_latency_ms"].to_numpy())
-        source = "table" if truth is not None else "predicted"
-        total = float(np.nansum(lat)) / 1000.0 * (protocol.warmup + protocol.runs)
+        lat = result.evaluated["predicted_latency_ms"].to_numpy()
+        source = "predicted"
+        if truth is not None:
+            # Table latency where the table has the candidate (it may hold only a sample of the space).
+            table = truth.reindex(result.evaluated["arch_str"]).to_numpy()
+            lat = np.where(np.isnan(table), lat, table)
+            source = "table (else predicted)"
+        total = float(np.sum(lat)) / 1000.0 * (protocol.warmup + protocol.runs)
         method = (f"estimated: the profiler's protocol ({protocol.warmup} warm-up + {protocol.runs} timed runs) x "
                   f"each unique candidate's {source} latency, summed; module build and transfer to the device "
                   "are not counted, so this understates the cost of measuring")
