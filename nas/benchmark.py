@@ -39,7 +39,7 @@ def speedup(args) -> dict:
 
     print("[2/3] the same search measuring every candidate on this machine", file=sys.stderr)
     space = load_space(config)
-    target = resolve_target(config.device, space, initial_table(space))
+    target = resolve_target(config.device, space, initial_table(space), progress=config.progress)
     t = time.perf_counter()
     measured_ms: dict[str, float] = {}
 

@@ -52,7 +52,7 @@ def _saved_profiles(profiles_dir: Path | None, space_name: str) -> list[str]:
 
 
 def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_dir: Path | None = None,
-                   batch_size: int = 1) -> Target:
+                   batch_size: int = 1, progress: bool = True) -> Target:
     """The target called `name`; UsageError naming what to do when it cannot be had."""
     if name in table.devices:
         column = table.column(name)
@@ -82,7 +82,7 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
                       details={"profile_machine": profile.machine, "counters": profile.counters})
 
     if name in LOCAL_DEVICES:
-        return _local_target(name, space, batch_size)
+        return _local_target(name, space, batch_size, progress)
 
     known = ", ".join(known_devices(table, profiles_dir, space))
     raise UsageError(
@@ -91,7 +91,7 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
         f"(known devices: {known})")
 
 
-def _local_target(name: str, space: SearchSpace, batch_size: int) -> Target:
+def _local_target(name: str, space: SearchSpace, batch_size: int, progress: bool) -> Target:
     from profiler.measure import MeasureConfig, machine_description, measure_archs
 
     device = "cuda" if name == "local-cuda" else "cpu"
@@ -104,7 +104,7 @@ def _local_target(name: str, space: SearchSpace, batch_size: int) -> Target:
     machine = machine_description()
 
     def measure_here(archs):
-        return {a: m.median_ms for a, m in measure_archs(space, archs, config, progress=True).items()}
+        return {a: m.median_ms for a, m in measure_archs(space, archs, config, progress=progress).items()}
 
     label = machine.get("gpu_name") if device == "cuda" else machine.get("cpu_model")
     return Target(name, "local", f"this machine ({label}), measured now", measure_here,

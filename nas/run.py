@@ -163,7 +163,7 @@ def run_search(config: SearchConfig) -> SearchResult:
     timings = {}
     space = load_space(config)
     table = initial_table(space, config.tables)
-    target = resolve_target(config.device, space, table, config.profiles_dir)
+    target = resolve_target(config.device, space, table, config.profiles_dir, progress=config.progress)
 
     t = time.perf_counter()
     predictor, samples, measure_s = build_predictor(space, table, target, config.samples)
