@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--seed", type=int, default=0)
     t = sub.add_parser("throughput", help="proxy evaluations per second through Ray, by worker count")
     t.add_argument("--space", default="fbnet")
-    t.add_argument("--n", type=int, default=48)
+    t.add_argument("--n", type=int, default=96)
     t.add_argument("--workers", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2])
     t.add_argument("--seed", type=int, default=0)
     for sp in (s, x, t):
