@@ -1,0 +1,194 @@
+"""`python -m predictor.tune`: choose MapleConfig's hyper-parameters by a Ray Tune sweep on meta-valid devices.
+
+Only HELP's *meta-valid* devices of the space are targets here (NB201: titanx_1, titanx_32,
+titanx_256; gold_6240 is not in the shipped tables. FBNet: titanx_1, titanx_32, titanx_64), each
+with its own initial set (every other shipped device) as in the benchmark. Meta-test devices are
+refused: the benchmark's figures must come from devices nothing was tuned on.
+
+Each trial fits a MaplePredictor per meta-valid device, adapts it from `--samples` reference
+architectures and scores every architecture of the device's table. The objective is the mean over
+those devices of ``(within_10pct + spearman) / 2``. The search is random (Ray Tune's basic variant
+generator) over the space in `SEARCH_SPACE`, with the current defaults evaluated first so that the
+sweep can only confirm or improve them. A trial needs one CPU; trials run two at a time on the
+2-core VM. Fitted models are not cached (every trial is a new configuration).
+
+Usage:
+  python -m predictor.tune --space nasbench201 [--num-samples 16] [--samples 3] [--json sweep.json]
+
+The sweep that set the current defaults (see `MapleConfig`) is recorded in predictor/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from predictor.maple import MapleConfig
+
+#: Fields searched, with Ray Tune domains built lazily (Ray is imported only when the sweep runs).
+SEARCH_SPACE = {
+    "steps": ("choice", [1000, 2000, 3000]),
+    "rank": ("choice", [16, 32, 64]),
+    "arch_hidden": ("choice", [64, 128, 256]),
+    "synthetic_fraction": ("uniform", 0.0, 0.6),
+    "synthetic_mix": ("choice", [2, 3, 4]),
+    "dirichlet_alpha": ("loguniform", 0.2, 5.0),
+    "lr": ("loguniform", 5e-4, 5e-3),
+    "adapt_noise": ("loguniform", 1e-3, 10.0),
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+def validation_devices(space_name: str, table_devices) -> list[str]:
+    """HELP's meta-valid devices of the space that the shipped table has."""
+    from search_spaces.data import device_catalog
+
+    cat = device_catalog()
+    col = f"help_split_{space_name}"
+    if col not in cat.columns:
+        raise UsageError(f"no HELP split for space {space_name!r}; name validation devices with --devices")
+    return [d for d in cat.index[cat[col] == "meta-valid"] if d in table_devices]
+
+
+def score_config(space, table, devices, config: MapleConfig) -> dict[str, float]:
+    """Mean within_10pct, spearman and objective of `config` over `devices` as unseen targets."""
+    from predictor.maple import MaplePredictor
+    from predictor.metrics import latency_scores
+
+    per = []
+    for device in devices:
+        truth = table.column(device)
+        model = MaplePredictor(space, config).fit(table.without(device))
+        refs = model.reference_archs()
+        pred = model.adapt({a: float(truth[a]) for a in refs}).predict(list(truth.index))
+        per.append(latency_scores(pred, truth.to_numpy()))
+    out = {key: float(np.mean([p[key] for p in per])) for key in per[0]}
+    out["objective"] = 0.5 * (out["within_10pct"] + out["spearman"])
+    return out
+
+
+def _domain(spec):
+    from ray import tune
+
+    kind, *args = spec
+    if kind == "choice":
+        return tune.choice(args[0])
+    return getattr(tune, kind)(*args)
+
+
+def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers: int = 2) -> list[dict]:
+    """Run the sweep; returns one dict per trial (its config values and scores), best first."""
+    import ray
+    from ray import tune
+
+    from predictor.tables import LatencyTable
+    from search_spaces import get_space
+
+    try:
+        space = get_space(space_name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    long = space.latency_table()
+    if long is None:
+        raise UsageError(f"space {space_name!r} ships no latency tables")
+    table = LatencyTable.from_long(long)
+    devices = devices or validation_devices(space_name, table.devices)
+    from search_spaces.data import device_catalog
+
+    cat = device_catalog()
+    split = f"help_split_{space_name}"
+    for d in devices:
+        if d not in table.devices:
+            raise UsageError(f"unknown device {d!r}; known: {', '.join(table.devices)}")
+        if split in cat.columns and d in cat.index and cat.at[d, split] == "meta-test":
+            raise UsageError(f"{d} is a meta-test device: tuning on it would leak into the benchmark")
+    if not devices:
+        raise UsageError("no validation devices")
+
+    base = dataclasses.replace(MapleConfig(), n_samples=samples, cache=False)
+
+    def trial(params: dict) -> dict:
+        cfg = dataclasses.replace(base, **params)
+        return score_config(space, table, devices, cfg)
+
+    defaults = {name: getattr(base, name) for name in SEARCH_SPACE}
+    started = False
+    if not ray.is_initialized():
+        # Trial workers import our packages from the driver's checkout, installed or not.
+        root = str(Path(__file__).resolve().parents[1])
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        started = True
+    try:
+        with tempfile.TemporaryDirectory(prefix="hwnas-tune-") as storage:
+            tuner = tune.Tuner(
+                tune.with_resources(trial, {"cpu": 1}),
+                param_space={name: _domain(spec) for name, spec in SEARCH_SPACE.items()},
+                tune_config=tune.TuneConfig(
+                    metric="objective", mode="max", num_samples=num_samples,
+                    search_alg=tune.search.BasicVariantGenerator(points_to_evaluate=[defaults], random_state=0),
+                ),
+                run_config=tune.RunConfig(storage_path=storage, name="maple", verbose=1),
+            )
+            grid = tuner.fit()
+            rows = []
+            for result in grid:
+                if result.error is not None or not result.metrics:
+                    continue
+                rows.append({**{k: result.config[k] for k in SEARCH_SPACE},
+                             **{k: result.metrics[k] for k in ("objective", "within_10pct", "spearman",
+                                                               "within_5pct", "within_1pct")}})
+    finally:
+        if started:
+            ray.shutdown()
+    if not rows:
+        raise RuntimeError("every trial failed; see Ray's log above")
+    return sorted(rows, key=lambda r: -r["objective"])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m predictor.tune", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--space", default="nasbench201")
+    p.add_argument("--num-samples", type=int, default=16, help="configurations tried (default: 16)")
+    p.add_argument("--samples", type=int, default=3, help="measured samples per target (default: 3)")
+    p.add_argument("--devices", type=lambda s: [d for d in s.split(",") if d], default=None,
+                   help="validation targets (default: HELP's meta-valid devices of the space)")
+    p.add_argument("--workers", type=int, default=2, help="trials run at once (default: 2)")
+    p.add_argument("--json", type=Path, default=None, help="write every trial's config and scores here")
+    args = p.parse_args(argv)
+    try:
+        if args.num_samples < 1 or args.samples < 1 or args.workers < 1:
+            raise UsageError("--num-samples, --samples and --workers must be positive integers")
+        if args.json is not None and not args.json.parent.resolve().is_dir():
+            raise UsageError(f"cannot write {args.json}: folder {args.json.parent} does not exist")
+        rows = sweep(args.space, args.num_samples, args.samples, args.devices, args.workers)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    names = list(SEARCH_SPACE)
+    print("objective  ±10%    rho    " + "  ".join(names))
+    for r in rows:
+        print(f"{r['objective']:.4f}   {r['within_10pct']:.3f}  {r['spearman']:.3f}  "
+              + "  ".join(f"{r[n]:.4g}" if isinstance(r[n], float) else str(r[n]) for n in names))
+    best = {n: rows[0][n] for n in names}
+    print(f"best: {best}")
+    if args.json is not None:
+        tmp = args.json.with_name(f".{args.json.name}.tmp")
+        tmp.write_text(json.dumps({"space": args.space, "trials": rows, "best": best}, indent=2) + "\n")
+        tmp.replace(args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
