@@ -158,3 +158,28 @@ def test_config_is_validated(space, tables):
         MaplePredictor(space, dataclasses.replace(SMALL, references="best")).fit(initial)
     with pytest.raises(ValueError):
         MaplePredictor(space, dataclasses.replace(SMALL, n_samples=0)).fit(initial)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--space", "nope"], "unknown search space"),
+    (["--table", "/nonexistent/latency.parquet"], "not found"),
+    (["--devices", "not_a_device"], "unknown device"),
+    (["--samples", "0"], "positive"),
+])
+def test_benchmark_bad_input_is_one_line_and_exit_2(argv, message, capsys):
+    from predictor.benchmark import main
+
+    assert main(argv + ["--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_benchmark_table_with_bad_columns(tmp_path, capsys):
+    import pandas as pd
+
+    from predictor.benchmark import main
+
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"device": ["x"], "arch": ["y"], "latency_ms": [1.0]}).to_csv(path, index=False)
+    assert main(["--table", str(path), "--no-progress"]) == 2
+    assert "lacks column" in capsys.readouterr().err
