@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -25,7 +25,6 @@ class SearchConfig:
     profiles_dir: Path | None = None
     tables: tuple[Path, ...] = ()       # user latency tables: the predictor's initial set
     progress: bool = True
-    extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.pop_size <= 0:

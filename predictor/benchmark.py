@@ -110,19 +110,24 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
     return out
 
 
-def run(space_name: str, k: int, trials: int, devices=None, table_path=None, config=None,
-        progress: bool = True, methods=METHODS, seeds: int = 1) -> dict:
-    """Benchmark every target; returns {space, samples, trials, seeds, per_device: {name: {method: scores}}}."""
+def shipped_space_and_table(space_name: str):
+    """The space called `space_name` and its shipped latency table (the initial set's source)."""
     from search_spaces import get_space
 
     try:
         space = get_space(space_name)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    shipped_long = space.latency_table()
-    if shipped_long is None:
+    long = space.latency_table()
+    if long is None:
         raise UsageError(f"space {space_name!r} ships no latency tables to form an initial set")
-    shipped = LatencyTable.from_long(shipped_long)
+    return space, LatencyTable.from_long(long)
+
+
+def run(space_name: str, k: int, trials: int, devices=None, table_path=None, config=None,
+        progress: bool = True, methods=METHODS, seeds: int = 1) -> dict:
+    """Benchmark every target; returns {space, samples, trials, seeds, per_device: {name: {method: scores}}}."""
+    space, shipped = shipped_space_and_table(space_name)
     config = config or MapleConfig()
 
     if table_path is not None:

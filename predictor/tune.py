@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from predictor.benchmark import UsageError, shipped_space_and_table
 from predictor.maple import MapleConfig
 
 #: Fields searched, with Ray Tune domains built lazily (Ray is imported only when the sweep runs).
@@ -43,10 +44,6 @@ SEARCH_SPACE = {
     "lr": ("loguniform", 5e-4, 5e-3),
     "adapt_noise": ("loguniform", 1e-3, 10.0),
 }
-
-
-class UsageError(Exception):
-    pass
 
 
 def validation_devices(space_name: str, table_devices) -> list[str]:
@@ -91,17 +88,7 @@ def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers
     import ray
     from ray import tune
 
-    from predictor.tables import LatencyTable
-    from search_spaces import get_space
-
-    try:
-        space = get_space(space_name)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    long = space.latency_table()
-    if long is None:
-        raise UsageError(f"space {space_name!r} ships no latency tables")
-    table = LatencyTable.from_long(long)
+    space, table = shipped_space_and_table(space_name)
     devices = devices or validation_devices(space_name, table.devices)
     from search_spaces.data import device_catalog
 

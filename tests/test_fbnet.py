@@ -8,15 +8,6 @@ from search_spaces.data import data_path
 from search_spaces.fbnet import BLOCKS, OPS, block_macs, layer_specs, str_to_genome
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Two intra-op threads on a shared 2-core machine can make a 50 ms forward pass take seconds.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def space():
     return get_space("fbnet")

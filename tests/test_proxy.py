@@ -7,15 +7,6 @@ from search_spaces import get_space
 from search_spaces.proxy import PROXIES, ProxyConfig, proxy_score
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Two intra-op threads on a shared 2-core machine can make a 50 ms forward pass take seconds.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def nb201():
     return get_space("nasbench201")
