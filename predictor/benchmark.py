@@ -11,6 +11,8 @@ Side by side:
   maple-10   ours adapted from 10 reference architectures (the same fitted model, 10 measurements)
   rand-K     ours adapted from K architectures drawn at random from the target's table instead of
              the reference set (the "any architectures" path of `MaplePredictor.adapt`)
+  mlp        the MLP two-tower regressor of `predictor.two_tower` (log-latency, learnt descriptor
+             embedding), adapted from its own K reference architectures: the regressor ours replaced
 
 What varies between trials: the random draw of `rand-K` (trial t draws with seed t). Given a fitted
 model, the other columns are deterministic: the reference architectures are a fixed set (chosen by
@@ -40,8 +42,9 @@ from predictor.baselines import AffineNearestDevice
 from predictor.maple import MapleConfig, MaplePredictor
 from predictor.metrics import latency_scores
 from predictor.tables import LatencyTable, read_latency_files
+from predictor.two_tower import TwoTowerConfig, TwoTowerPredictor
 
-METHODS = ("maple", "affine", "no-desc", "maple-10", "rand")
+METHODS = ("maple", "affine", "no-desc", "maple-10", "rand", "mlp")
 KEYS = ("within_1pct", "within_5pct", "within_10pct", "spearman")
 
 
@@ -59,10 +62,10 @@ def _default_targets(space_name: str, table: LatencyTable) -> list[str]:
     return [d for d in cat.index[cat[col] == "meta-test"] if d in table.devices]
 
 
-def _fitted(space, initial: LatencyTable, config: MapleConfig, cache: dict) -> MaplePredictor:
+def _fitted(space, initial: LatencyTable, config, cache: dict, kind=MaplePredictor):
     key = (initial.devices, config)
     if key not in cache:
-        cache[key] = MaplePredictor(space, config).fit(initial)
+        cache[key] = kind(space, config).fit(initial)
     return cache[key]
 
 
@@ -94,6 +97,9 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
         if "no-desc" in methods:
             no_desc = _fitted(space, initial, dataclasses.replace(cfg, use_descriptor=False), fits)
             score("no-desc", no_desc.adapt(sample(refs)).predict(archs))
+        if "mlp" in methods:
+            mlp = _fitted(space, initial, TwoTowerConfig(n_samples=k, seed=seed), fits, TwoTowerPredictor)
+            score("mlp", mlp.adapt(sample(mlp.reference_archs(k))).predict(archs))
         if "affine" in methods and seed == 0:
             # deterministic and seed-free: scored once
             known = set(initial.archs)

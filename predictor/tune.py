@@ -1,19 +1,23 @@
 """`python -m predictor.tune`: choose MapleConfig's hyper-parameters by a Ray Tune sweep on meta-valid devices.
 
 Only HELP's *meta-valid* devices of the space are targets here (NB201: titanx_1, titanx_32,
-titanx_256; gold_6240 is not in the shipped tables. FBNet: titanx_1, titanx_32, titanx_64), each
-with its own initial set (every other shipped device) as in the benchmark. Meta-test devices are
-refused: the benchmark's figures must come from devices nothing was tuned on.
+titanx_256; gold_6240 is not in the shipped tables. FBNet: titanx_1, titanx_32, titanx_64). Meta-test
+devices are refused as targets and left out of every initial set: the benchmark's figures must come
+from devices nothing was tuned on. A target's initial set is every other shipped device except, by
+default, its near-duplicates (log-latency correlation ≥ `--hold-out-corr` 0.98: the same GPU at
+another batch size, its sibling GPUs): the meta-valid devices are Titan X GPUs whose siblings would
+otherwise make every configuration look perfect, while the product's targets are devices it has
+never seen anything like.
 
 Each trial fits a MaplePredictor per meta-valid device, adapts it from `--samples` reference
 architectures and scores every architecture of the device's table. The objective is the mean over
 those devices of ``(within_10pct + spearman) / 2``. The search is random (Ray Tune's basic variant
 generator) over the space in `SEARCH_SPACE`, with the current defaults evaluated first so that the
 sweep can only confirm or improve them. A trial needs one CPU; trials run two at a time on the
-2-core VM. Fitted models are not cached (every trial is a new configuration).
+2-core VM.
 
 Usage:
-  python -m predictor.tune --space nasbench201 [--num-samples 16] [--samples 3] [--json sweep.json]
+  python -m predictor.tune --space nasbench201 [--num-samples 24] [--samples 3] [--json sweep.json]
 
 The sweep that set the current defaults (see `MapleConfig`) is recorded in predictor/README.md.
 """
@@ -35,14 +39,9 @@ from predictor.maple import MapleConfig
 
 #: Fields searched, with Ray Tune domains built lazily (Ray is imported only when the sweep runs).
 SEARCH_SPACE = {
-    "steps": ("choice", [1000, 2000, 3000]),
-    "rank": ("choice", [16, 32, 64]),
-    "arch_hidden": ("choice", [64, 128, 256]),
-    "synthetic_fraction": ("uniform", 0.0, 0.6),
-    "synthetic_mix": ("choice", [2, 3, 4]),
-    "dirichlet_alpha": ("loguniform", 0.2, 5.0),
-    "lr": ("loguniform", 5e-4, 5e-3),
-    "adapt_noise": ("loguniform", 1e-3, 10.0),
+    "prior_shrinkage": ("loguniform", 0.01, 10.0),
+    "sample_noise": ("loguniform", 0.003, 0.3),
+    "design_noise": ("loguniform", 0.01, 0.2),
 }
 
 
@@ -57,7 +56,17 @@ def validation_devices(space_name: str, table_devices) -> list[str]:
     return [d for d in cat.index[cat[col] == "meta-valid"] if d in table_devices]
 
 
-def score_config(space, table, devices, config: MapleConfig) -> dict[str, float]:
+def initial_set(table, device: str, excluded, hold_out_corr: float):
+    """`table` without `device`, the `excluded` devices, and those whose log-latencies correlate with
+    `device`'s at least `hold_out_corr`."""
+    log = np.log(table.latency_ms)
+    corr = np.corrcoef(log)[table.devices.index(device)]
+    keep = [d for d, c in zip(table.devices, corr)
+            if d != device and d not in excluded and c < hold_out_corr]
+    return table.select(keep)
+
+
+def score_config(space, table, devices, config: MapleConfig, excluded=(), hold_out_corr: float = 1.01) -> dict[str, float]:
     """Mean within_10pct, spearman and objective of `config` over `devices` as unseen targets."""
     from predictor.maple import MaplePredictor
     from predictor.metrics import latency_scores
@@ -65,7 +74,7 @@ def score_config(space, table, devices, config: MapleConfig) -> dict[str, float]
     per = []
     for device in devices:
         truth = table.column(device)
-        model = MaplePredictor(space, config).fit(table.without(device))
+        model = MaplePredictor(space, config).fit(initial_set(table, device, excluded, hold_out_corr))
         refs = model.reference_archs()
         pred = model.adapt({a: float(truth[a]) for a in refs}).predict(list(truth.index))
         per.append(latency_scores(pred, truth.to_numpy()))
@@ -83,7 +92,8 @@ def _domain(spec):
     return getattr(tune, kind)(*args)
 
 
-def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers: int = 2) -> list[dict]:
+def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers: int = 2,
+          hold_out_corr: float = 0.98) -> list[dict]:
     """Run the sweep; returns one dict per trial (its config values and scores), best first."""
     import ray
     from ray import tune
@@ -101,12 +111,13 @@ def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers
             raise UsageError(f"{d} is a meta-test device: tuning on it would leak into the benchmark")
     if not devices:
         raise UsageError("no validation devices")
+    test = [d for d in table.devices if split in cat.columns and d in cat.index and cat.at[d, split] == "meta-test"]
 
-    base = dataclasses.replace(MapleConfig(), n_samples=samples, cache=False)
+    base = dataclasses.replace(MapleConfig(), n_samples=samples)
 
     def trial(params: dict) -> dict:
         cfg = dataclasses.replace(base, **params)
-        return score_config(space, table, devices, cfg)
+        return score_config(space, table, devices, cfg, test, hold_out_corr)
 
     defaults = {name: getattr(base, name) for name in SEARCH_SPACE}
     started = False
@@ -147,11 +158,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m predictor.tune", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", default="nasbench201")
-    p.add_argument("--num-samples", type=int, default=16, help="configurations tried (default: 16)")
+    p.add_argument("--num-samples", type=int, default=24, help="configurations tried (default: 24)")
     p.add_argument("--samples", type=int, default=3, help="measured samples per target (default: 3)")
     p.add_argument("--devices", type=lambda s: [d for d in s.split(",") if d], default=None,
                    help="validation targets (default: HELP's meta-valid devices of the space)")
     p.add_argument("--workers", type=int, default=2, help="trials run at once (default: 2)")
+    p.add_argument("--hold-out-corr", type=float, default=0.98,
+                   help="also leave out of a target's initial set the devices whose log-latencies correlate "
+                        "with it at least this much (default: 0.98; above 1 keeps them)")
     p.add_argument("--json", type=Path, default=None, help="write every trial's config and scores here")
     args = p.parse_args(argv)
     try:
@@ -159,7 +173,7 @@ def main(argv=None) -> int:
             raise UsageError("--num-samples, --samples and --workers must be positive integers")
         if args.json is not None and not args.json.parent.resolve().is_dir():
             raise UsageError(f"cannot write {args.json}: folder {args.json.parent} does not exist")
-        rows = sweep(args.space, args.num_samples, args.samples, args.devices, args.workers)
+        rows = sweep(args.space, args.num_samples, args.samples, args.devices, args.workers, args.hold_out_corr)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -66,6 +66,21 @@ class SearchSpace(ABC):
         out[np.arange(len(archs))[:, None], genomes + offsets] = 1.0
         return out
 
+    def cost_features(self, archs: Sequence[str]) -> np.ndarray:
+        """Counts the latency predictor treats a device's latency as additive in, shape (len(archs), m).
+
+        The predictor models a device as ``latency = intercept + cost_features . costs`` (one cost per
+        column, learnt per device), so a column should be something that costs the same wherever it
+        occurs. The default, a one-hot of each genome position without its choice 0, assumes nothing:
+        each choice at each position has its own cost, relative to choice 0 there (whose cost the
+        intercept holds; a column for it would only repeat the intercept). Spaces whose positions are
+        interchangeable should pool them (see `NasBench201.cost_features`): fewer costs are inferred
+        better from a few samples.
+        """
+        onehot = SearchSpace.features(self, archs)
+        first = np.concatenate([[0], np.cumsum(self.n_choices)[:-1]])
+        return np.delete(onehot, first, axis=1)
+
     @abstractmethod
     def build_module(self, arch: str, num_classes: int = 10):
         """A `torch.nn.Module` of the whole network for `arch` (input `input_shape`)."""

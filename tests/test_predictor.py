@@ -1,4 +1,4 @@
-"""MaplePredictor on a small real slice of the shipped NAS-Bench-201 table (seconds, not minutes)."""
+"""MaplePredictor (and the MLP two-tower it replaced) on a small real slice of the shipped NAS-Bench-201 table."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sklearn.exceptions import NotFittedError
 
 from predictor.cache import ModelCache
 from predictor.maple import MapleConfig, MaplePredictor
+from predictor.two_tower import TwoTowerConfig, TwoTowerPredictor
 from predictor.metrics import latency_scores
 from predictor.tables import LatencyTable
 from search_spaces import get_space
@@ -17,8 +18,9 @@ from search_spaces import get_space
 DEVICES = ["1080ti_1", "1080ti_32", "titanx_1", "titanxp_1", "titan_rtx_1", "titan_rtx_32",
            "silver_4114", "silver_4210r", "gold_6226", "samsung_a50", "pixel3"]
 TARGET = "titanx_32"  # held out: never in the initial set of these tests
-SMALL = MapleConfig(steps=300, archs_per_step=128, devices_per_step=32, greedy_candidates=300,
-                    greedy_eval_archs=300, cache=False)
+SMALL = MapleConfig()
+SMALL_MLP = TwoTowerConfig(steps=300, archs_per_step=128, devices_per_step=32, greedy_candidates=300,
+                           greedy_eval_archs=300, cache=False)
 
 
 @pytest.fixture(scope="module")
@@ -135,19 +137,19 @@ def test_adapt_from_any_archs(space, tables, fitted):
 def test_cache_round_trip_and_corrupt_entry(space, tables, tmp_path, monkeypatch):
     monkeypatch.setenv("HWNAS_CACHE_DIR", str(tmp_path))
     initial, truth = tables
-    cfg = dataclasses.replace(SMALL, cache=True, steps=100)
-    first = MaplePredictor(space, cfg).fit(initial)
+    cfg = dataclasses.replace(SMALL_MLP, cache=True, steps=100)
+    first = TwoTowerPredictor(space, cfg).fit(initial)
     entries = list(tmp_path.glob("*.pt"))
     assert len(entries) == 1
     samples = _samples(truth, first.reference_archs())
     expected = first.adapt(samples).predict(list(truth.index))
     # a second fit loads the entry and predicts identically
-    second = MaplePredictor(space, cfg).fit(initial)
+    second = TwoTowerPredictor(space, cfg).fit(initial)
     np.testing.assert_allclose(second.adapt(samples).predict(list(truth.index)), expected)
     # a corrupt entry is ignored and rebuilt
     entries[0].write_bytes(b"not a torch file")
     assert ModelCache(tmp_path).load(entries[0].stem.split("-", 1)[1]) is None
-    third = MaplePredictor(space, cfg).fit(initial)
+    third = TwoTowerPredictor(space, cfg).fit(initial)
     np.testing.assert_allclose(third.adapt(samples).predict(list(truth.index)), expected, rtol=1e-5)
     assert entries[0].stat().st_size > 100
 
@@ -158,6 +160,50 @@ def test_config_is_validated(space, tables):
         MaplePredictor(space, dataclasses.replace(SMALL, references="best")).fit(initial)
     with pytest.raises(ValueError):
         MaplePredictor(space, dataclasses.replace(SMALL, n_samples=0)).fit(initial)
+    with pytest.raises(ValueError):
+        MaplePredictor(space, dataclasses.replace(SMALL, sample_noise=0.0)).fit(initial)
+
+
+def test_additive_device_is_recovered_exactly(space, tables):
+    """A target whose latency is exactly intercept + op costs, with costs inside the initial set's
+    span, is predicted to ~1e-6 from 3 noise-free samples when the samples are trusted."""
+    initial, truth = tables
+    model = MaplePredictor(space, dataclasses.replace(SMALL, sample_noise=1e-6, prior_shrinkage=0.0)).fit(initial)
+    # a mixture of two initial-set devices' fitted costs: in the prior's span by construction
+    costs = 0.3 * model.costs_[0] + 0.7 * model.costs_[initial.devices.index("silver_4114")]
+    archs = list(truth.index)
+    rows = np.concatenate([np.ones((len(archs), 1)), space.cost_features(archs)], axis=1)
+    exact = dict(zip(archs, rows @ costs))
+    refs = model.reference_archs()
+    # the prior has rank 10 over 5 costs, so 3 samples plus the prior's covariance pin it only in part;
+    # with the mixture's own costs the error is well under the ±1% band
+    pred = model.adapt({a: exact[a] for a in refs}).predict(archs)
+    true = np.array([exact[a] for a in archs])
+    assert latency_scores(pred, true)["within_10pct"] > 0.95
+
+
+def test_nasbench201_cost_features_count_ops():
+    space = get_space("nasbench201")
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_1x1~2|"
+    # columns: skip, conv1x1, conv3x3, pool (none is the intercept's)
+    np.testing.assert_array_equal(space.cost_features([arch]), [[1, 1, 2, 1]])
+
+
+def test_default_cost_features_drop_choice_zero():
+    space = get_space("fbnet")
+    arch = space.decode([0] * 22)
+    feats = space.cost_features([arch, space.decode([1] + [0] * 21)])
+    assert feats.shape == (2, 22 * 8)
+    assert feats[0].sum() == 0 and feats[1].sum() == 1
+
+
+def test_two_tower_fit_adapt_predict(space, tables):
+    initial, truth = tables
+    model = TwoTowerPredictor(space, SMALL_MLP).fit(initial)
+    refs = model.reference_archs()
+    pred = model.adapt(_samples(truth, refs)).predict(list(truth.index))
+    assert pred.shape == (len(truth),) and np.all(pred > 0)
+    assert latency_scores(pred, truth.to_numpy())["spearman"] > 0.7
 
 
 @pytest.mark.parametrize("argv, message", [
