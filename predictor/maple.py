@@ -63,16 +63,16 @@ class MapleConfig:
     use_descriptor: bool = True
     #: Prior covariance = initial-set covariance + prior_shrinkage x its diagonal. 0 trusts the
     #: initial set's correlations between costs fully; larger lets a target's costs vary independently.
-    prior_shrinkage: float = 1.545
+    prior_shrinkage: float = 2.449
     #: Relative noise of a measured latency in the conditioning (0.02: ±2%).
-    sample_noise: float = 0.00674
+    sample_noise: float = 0.00868
     #: Greedy selection scores at most this many candidate architectures (one per distinct row of
     #: cost features) on at most this many evaluation architectures.
     design_candidates: int = 400
     design_eval_archs: int = 20000
     #: Relative measurement noise (log-normal sigma) the references are chosen to withstand, and how
     #: many noise draws (the first noise-free) score each candidate set.
-    design_noise: float = 0.05
+    design_noise: float = 0.0117
     design_draws: int = 3
     #: Seed of the candidate and evaluation subsamples, of the design's noise and of random references.
     seed: int = 0
