@@ -1,4 +1,10 @@
-"""MAPLE-style latency predictor: one regressor over (architecture encoding, hardware descriptor).
+"""The MLP two-tower latency predictor that `predictor.maple` replaced, kept as a benchmark column.
+
+`python -m predictor.benchmark` scores it beside the bilinear predictor (column `mlp`): it is the
+evidence for the choice of regressor. Same interface as `MaplePredictor` (fit / reference_archs /
+adapt / predict). What follows is its original description.
+
+MAPLE-style latency predictor: one regressor over (architecture encoding, hardware descriptor).
 
 MAPLE (Abbasi, Wong, Shafiee) trains a single regressor on an *initial set* of many devices, each
 described by a hardware descriptor, and adapts it to an unseen target from as few as 3 measured
