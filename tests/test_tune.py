@@ -1,0 +1,59 @@
+"""predictor.tune: the sweep's protocol (who may be a target, what each initial set holds) and a tiny real sweep."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from predictor.benchmark import UsageError, shipped_space_and_table
+from predictor.maple import MapleConfig
+from predictor.tune import initial_set, score_config, sweep, validation_devices
+
+META_TEST = ["eyeriss", "fpga", "gold_6226", "pixel2", "raspi4", "titan_rtx_256"]
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return shipped_space_and_table("nasbench201")
+
+
+def test_validation_devices_are_helps_meta_valid(shipped):
+    _, table = shipped
+    assert validation_devices("nasbench201", table.devices) == ["titanx_1", "titanx_256", "titanx_32"]
+
+
+def test_initial_set_drops_target_excluded_and_near_duplicates(shipped):
+    _, table = shipped
+    init = initial_set(table, "titanx_256", META_TEST, 0.98)
+    assert "titanx_256" not in init.devices
+    assert not set(META_TEST) & set(init.devices)
+    # its siblings at batch 256 correlate > 0.98 with it: they go too
+    assert "titanxp_256" not in init.devices and "1080ti_256" not in init.devices
+    log = np.log(table.latency_ms)
+    corr = np.corrcoef(log)[table.devices.index("titanx_256")]
+    kept = [table.devices.index(d) for d in init.devices]
+    assert np.all(corr[kept] < 0.98)
+    # above 1 keeps every non-excluded device
+    assert len(initial_set(table, "titanx_256", META_TEST, 1.01).devices) == len(table.devices) - 1 - len(META_TEST)
+
+
+def test_score_config_on_one_valid_device(shipped):
+    space, table = shipped
+    scores = score_config(space, table, ["titanx_32"], MapleConfig(), META_TEST, 0.98)
+    assert set(scores) >= {"within_10pct", "spearman", "objective"}
+    assert 0.0 <= scores["within_10pct"] <= 1.0 and scores["spearman"] > 0.8
+    assert scores["objective"] == pytest.approx(0.5 * (scores["within_10pct"] + scores["spearman"]))
+
+
+def test_sweep_refuses_meta_test_targets():
+    with pytest.raises(UsageError, match="meta-test"):
+        sweep("nasbench201", 1, 3, devices=["gold_6226"])
+
+
+@pytest.mark.slow
+def test_tiny_sweep_runs_through_ray_and_ranks_trials():
+    rows = sweep("nasbench201", 2, 3, devices=["titanx_32"], workers=1)
+    assert len(rows) == 2
+    assert rows[0]["objective"] >= rows[1]["objective"]
+    # the current defaults are always trial 0, so they are among the rows
+    assert any(r["prior_shrinkage"] == MapleConfig().prior_shrinkage for r in rows)
