@@ -63,16 +63,18 @@ class MapleConfig:
     use_descriptor: bool = True
     #: Prior covariance = initial-set covariance + prior_shrinkage x its diagonal. 0 trusts the
     #: initial set's correlations between costs fully; larger lets a target's costs vary independently.
-    prior_shrinkage: float = 2.449
+    prior_shrinkage: float = 1.028
     #: Relative noise of a measured latency in the conditioning (0.02: ±2%).
-    sample_noise: float = 0.00868
+    sample_noise: float = 0.0591
     #: Greedy selection scores at most this many candidate architectures (one per distinct row of
     #: cost features) on at most this many evaluation architectures.
     design_candidates: int = 400
     design_eval_archs: int = 20000
-    #: Relative measurement noise (log-normal sigma) the references are chosen to withstand, and how
-    #: many noise draws (the first noise-free) score each candidate set.
-    design_noise: float = 0.0117
+    #: Measurement noise the references are chosen to withstand, in units of the device's median
+    #: latency (log-normal sigma at a median-latency arch), and how many noise draws (the first
+    #: noise-free) score each candidate set. None: measured from the initial set (the median over
+    #: its devices of the additive model's robust residual spread; ~0.02 on the shipped tables).
+    design_noise: float | None = None
     design_draws: int = 3
     #: Seed of the candidate and evaluation subsamples, of the design's noise and of random references.
     seed: int = 0
@@ -183,9 +185,18 @@ class MaplePredictor:
         self._held_out = _Prior.stack([_Prior.from_costs(np.delete(self.costs_, i, axis=0), self.mean_row_,
                                                          cfg.prior_shrinkage, cfg.use_descriptor)
                                         for i in range(len(table.devices))])
+        self.design_noise_ = cfg.design_noise if cfg.design_noise is not None else self._timing_noise(latency)
         self.reference_order_ = self._choose_references(cfg, cfg.n_samples)
         self.__dict__.pop("target_costs_", None)
         return self
+
+    def _timing_noise(self, latency: np.ndarray) -> float:
+        """The initial set's typical misfit of the additive model, in units of each device's median
+        latency: the median over devices of the robust spread (1.4826 MAD) of the residuals. It holds
+        timing noise and whatever else the model misses, which is what a target's samples carry too."""
+        resid = (latency - self.costs_ @ self.rows_.T) / np.median(latency, axis=1, keepdims=True)
+        mad = np.median(np.abs(resid - np.median(resid, axis=1, keepdims=True)), axis=1)
+        return float(np.median(1.4826 * mad))
 
     def _candidate_columns(self, cfg: MapleConfig, rng: np.random.Generator) -> np.ndarray:
         """One architecture per distinct design row (so the extremes of the space are among them), at
@@ -214,10 +225,13 @@ class MaplePredictor:
         latency = self.table_.latency_ms
         true = latency[:, self._eval]
         # Measurement noise the references must withstand: each held-out device's samples are scored
-        # as measured and under `design_draws - 1` fixed draws of relative noise `design_noise`.
-        jitter = np.exp(cfg.design_noise * np.random.default_rng(cfg.seed).standard_normal(
+        # as measured and under `design_draws - 1` fixed draws of noise. Timing noise is largely
+        # absolute (timer resolution, whole-ms rounding on the phones, scheduler jitter), so its size
+        # is `design_noise` x the device's median latency: relatively larger on a fast architecture.
+        jitter = np.exp(self.design_noise_ * np.random.default_rng(cfg.seed).standard_normal(
             (cfg.design_draws, latency.shape[0], k)))
         jitter[0] = 1.0
+        relative = np.median(latency, axis=1, keepdims=True) / latency
         while len(chosen) < k:
             best, best_col = -1.0, -1
             for col in self._candidates:
@@ -225,7 +239,7 @@ class MaplePredictor:
                     continue
                 cols = chosen + [int(col)]
                 # Every held-out device at once: (devices, p) costs from (devices, k) samples.
-                measured = latency[:, cols] * jitter[:, :, :len(cols)]          # (draws, devices, k)
+                measured = latency[:, cols] * jitter[:, :, :len(cols)] ** relative[:, cols]   # (draws, devices, k)
                 costs = self._held_out.condition(self.rows_[cols], measured, cfg.sample_noise)
                 floor = _FLOOR * measured.min(axis=2)
                 pred = np.maximum(costs @ self.rows_[self._eval].T, floor[..., None])
