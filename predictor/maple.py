@@ -16,7 +16,7 @@ architectures by mixing those samples into the training set. Here:
   counters; the shipped tables have none and they are not readable everywhere, so a device is
   described by what it measures: its latencies on the reference architectures.
 * **Adaptation mixes the samples in exactly**: the target's costs are the prior conditioned on the
-  samples (Gaussian conditioning, absolute timing noise `MapleConfig.sample_noise`), with the
+  samples (Gaussian conditioning, relative measurement noise `MapleConfig.sample_noise`), with the
   target's scale (its speed, which varies 1000x across devices) fitted to the samples in log space
   and alternated with the conditioning. Closed form, milliseconds, deterministic; any architectures
   can serve as samples, and every extra sample (10 instead of 3) adds information.
@@ -63,10 +63,9 @@ class MapleConfig:
     use_descriptor: bool = True
     #: Prior covariance = initial-set covariance + prior_shrinkage x its diagonal. 0 trusts the
     #: initial set's correlations between costs fully; larger lets a target's costs vary independently.
-    prior_shrinkage: float = 1.545
-    #: Noise of a measured latency in the conditioning, as a fraction of the samples' median latency
-    #: (absolute timing noise: relatively larger on the faster samples).
-    sample_noise: float = 0.00674
+    prior_shrinkage: float = 1.028
+    #: Relative noise of a measured latency in the conditioning (0.02: ±2%).
+    sample_noise: float = 0.0591
     #: Greedy selection scores at most this many candidate architectures (one per distinct row of
     #: cost features) on at most this many evaluation architectures.
     design_candidates: int = 400
@@ -118,7 +117,7 @@ class _Prior:
 
         The scale s (ms per unit of normalised cost) and the normalised costs t are alternated:
         s = geometric-mean ratio of the samples to t's predictions, then t = the prior conditioned on
-        samples / s with noise ``noise x their median`` on each. Three rounds converge to well under 1%.
+        samples / s with noise ``noise x value``. Three rounds converge to well under 1%.
         """
         log_y = np.log(latency_ms)
         gain = self.cov @ rows.T                                   # (..., p, k)
@@ -126,9 +125,7 @@ class _Prior:
         costs = self.mean
         for _ in range(3):
             scaled = latency_ms / _scale(costs @ rows.T, log_y)[..., None]
-            # Absolute timing noise, like the design's: the same ms on every sample, set by their median.
-            spread = noise * np.median(scaled, axis=-1, keepdims=True) * np.ones_like(scaled)
-            noisy = system + _diag(spread ** 2 + 1e-12)
+            noisy = system + _diag((noise * scaled) ** 2 + 1e-12)
             step = np.linalg.solve(noisy, (scaled - self.mean @ rows.T)[..., None])[..., 0]
             costs = self.mean + (gain @ step[..., None])[..., 0]
         return costs * _scale(costs @ rows.T, log_y)[..., None]
