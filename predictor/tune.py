@@ -13,7 +13,7 @@ Each trial fits a MaplePredictor per meta-valid device, adapts it from `--sample
 architectures and scores every architecture of the device's table. The objective is the mean over
 those devices of ``(within_10pct + spearman) / 2``; by default the targets are the meta-valid
 devices of both spaces, so that one configuration serves both (NB201's Titan X targets alone prefer
-settings that cost FBNet 0.19 of ±10% accuracy: predictor/README.md). The search is random (Ray Tune's basic variant
+settings that cost FBNet 0.22 of ±10% accuracy: predictor/README.md). The search is random (Ray Tune's basic variant
 generator) over the space in `SEARCH_SPACE`, with the current defaults evaluated first so that the
 sweep can only confirm or improve them. A trial needs one CPU; trials run two at a time on the
 2-core VM.
