@@ -226,6 +226,13 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def write_json(path: Path, obj) -> None:
+    """Write `obj` as indented JSON, under a temporary name then renamed: never half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(path)
+
+
 def _label(method: str, k: int) -> str:
     return {"maple": f"maple-{k}", "rand": f"rand-{k}"}.get(method, method)
 
@@ -259,9 +266,7 @@ def main(argv=None) -> int:
         return 2
     print(format_table(result))
     if args.json is not None:
-        tmp = args.json.with_name(f".{args.json.name}.tmp")
-        tmp.write_text(json.dumps(as_json(result), indent=2) + "\n")
-        tmp.replace(args.json)
+        write_json(args.json, as_json(result))
         print(f"wrote {args.json}")
     return 0
 

@@ -35,10 +35,8 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
-from sklearn.exceptions import NotFittedError
-
+from predictor.base import FewShotPredictor
 from predictor.tables import LatencyTable
-from search_spaces.base import SearchSpace
 
 #: Floor of a predicted latency as a fraction of the smallest sample: a sum of costs fitted by least
 #: squares can dip below zero for architectures far from every sample, and a latency cannot.
@@ -139,7 +137,7 @@ def _scale(predicted: np.ndarray, log_y: np.ndarray) -> np.ndarray:
     return np.exp(np.mean(log_y - np.log(np.maximum(predicted, 1e-12)), axis=-1))
 
 
-class MaplePredictor:
+class MaplePredictor(FewShotPredictor):
     """Latency predictor for an unseen device from a few measured architectures (MAPLE-style).
 
     `fit(table)` learns from the initial set (every device in `table`); `reference_archs()` names
@@ -148,12 +146,8 @@ class MaplePredictor:
     `SearchSpace` interface only (`space.cost_features`), so architectures outside the table are fine.
     """
 
-    def __init__(self, space: SearchSpace, config: MapleConfig | None = None):
-        self.space = space
-        self.config = config
-
-    def _cfg(self) -> MapleConfig:
-        return self.config if self.config is not None else MapleConfig()
+    config_class = MapleConfig
+    fitted_attr = "prior_"
 
     def _rows(self, archs: Sequence[str]) -> np.ndarray:
         feats = np.asarray(self.space.cost_features(list(archs)), dtype=np.float64)
@@ -251,39 +245,13 @@ class MaplePredictor:
             chosen.append(best_col)
         return chosen
 
-    # --- the target ------------------------------------------------------------------------------
-    def _check_fitted(self, attr: str = "prior_") -> None:
-        if not hasattr(self, attr):
-            step = "fit(table)" if attr == "prior_" else "adapt(samples) after fit(table)"
-            raise NotFittedError(f"this MaplePredictor is not ready: call {step} first")
-
-    def reference_archs(self, k: int | None = None) -> list[str]:
-        """The `k` architectures the target must measure (default `config.n_samples`).
-
-        Deterministic for a given initial set and configuration, and nested: the first
-        `n_samples` are always the same, more extend them greedily.
-        """
-        self._check_fitted()
-        cfg = self._cfg()
-        k = cfg.n_samples if k is None else int(k)
-        if not 1 <= k <= len(self.table_.archs):
-            raise ValueError(f"k must lie in 1..{len(self.table_.archs)}")
-        if k > len(self.reference_order_):
-            self.reference_order_ = self._choose_references(cfg, k, start=self.reference_order_)
-        return [self.table_.archs[j] for j in self.reference_order_[:k]]
-
+    # --- the target (reference_archs: FewShotPredictor) --------------------------------------------
     def adapt(self, samples: Mapping[str, float]) -> "MaplePredictor":
         """Adapt to the target from measured latencies in ms, ``{arch_str: latency_ms}``. Returns self.
 
         Best with `reference_archs()`; any architectures of the space work. Only these samples are seen.
         """
-        self._check_fitted()
-        archs = list(samples)
-        if not archs:
-            raise ValueError("adapt needs at least one measured architecture")
-        y = np.array([samples[a] for a in archs], dtype=np.float64)
-        if not np.all(np.isfinite(y)) or np.any(y <= 0):
-            raise ValueError("measured latencies must be positive numbers of ms")
+        archs, y = self._measured(samples)
         self.target_costs_ = self.prior_.condition(self._rows(archs), y, self._cfg().sample_noise)
         self.floor_ms_ = _FLOOR * float(y.min())
         return self

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from predictor.benchmark import UsageError, shipped_space_and_table
+from predictor.benchmark import UsageError, shipped_space_and_table, write_json
 from predictor.maple import MapleConfig
 
 #: Fields searched, with Ray Tune domains built lazily (Ray is imported only when the sweep runs).
@@ -198,9 +197,7 @@ def main(argv=None) -> int:
     best = {n: rows[0][n] for n in names}
     print(f"best: {best}")
     if args.json is not None:
-        tmp = args.json.with_name(f".{args.json.name}.tmp")
-        tmp.write_text(json.dumps({"space": args.space, "trials": rows, "best": best}, indent=2) + "\n")
-        tmp.replace(args.json)
+        write_json(args.json, {"space": args.space, "trials": rows, "best": best})
     return 0
 
 

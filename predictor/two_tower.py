@@ -53,11 +53,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from sklearn.exceptions import NotFittedError
 
+from predictor.base import FewShotPredictor
 from predictor.cache import ModelCache
 from predictor.tables import LatencyTable
-from search_spaces.base import SearchSpace
 
 #: Bump when a change to this module makes old cache entries wrong.
 _CACHE_VERSION = 2
@@ -231,7 +230,7 @@ def greedy_references(log_lat: np.ndarray, k: int, *, start: Sequence[int] = (),
     return chosen
 
 
-class TwoTowerPredictor:
+class TwoTowerPredictor(FewShotPredictor):
     """Latency predictor for an unseen device from a few measured architectures (MAPLE-style).
 
     `fit(table)` learns from the initial set (every device in `table`); `reference_archs()` names
@@ -240,12 +239,8 @@ class TwoTowerPredictor:
     `SearchSpace` interface only (`space.features`), so architectures outside the table are fine.
     """
 
-    def __init__(self, space: SearchSpace, config: TwoTowerConfig | None = None):
-        self.space = space
-        self.config = config
-
-    def _cfg(self) -> TwoTowerConfig:
-        return self.config if self.config is not None else TwoTowerConfig()
+    config_class = TwoTowerConfig
+    fitted_attr = "net_"
 
     # --- fitting ---------------------------------------------------------------------------------
     def _cache_key(self, table: LatencyTable, features: np.ndarray) -> str:
@@ -388,26 +383,6 @@ class TwoTowerPredictor:
         return cols, lat - offset, ref_log - offset
 
     # --- the target ------------------------------------------------------------------------------
-    def _check_fitted(self, attr: str = "net_") -> None:
-        if not hasattr(self, attr):
-            step = "fit(table)" if attr == "net_" else "adapt(samples) after fit(table)"
-            raise NotFittedError(f"this TwoTowerPredictor is not ready: call {step} first")
-
-    def reference_archs(self, k: int | None = None) -> list[str]:
-        """The `k` architectures the target must measure (default `config.n_samples`).
-
-        Deterministic for a given initial set and configuration, and nested: the first
-        `n_samples` are always the descriptor's references, more extend them greedily.
-        """
-        self._check_fitted()
-        cfg = self._cfg()
-        k = cfg.n_samples if k is None else int(k)
-        if not 1 <= k <= len(self.table_.archs):
-            raise ValueError(f"k must lie in 1..{len(self.table_.archs)}")
-        if k > len(self.reference_order_):
-            self.reference_order_ = self._choose_references(cfg, k, start=self.reference_order_)
-        return [self.table_.archs[j] for j in self.reference_order_[:k]]
-
     def _descriptor_input(self, desc: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(((np.asarray(desc, dtype=np.float32) - self.desc_mean_) / self.desc_std_)[None])
 
@@ -421,14 +396,8 @@ class TwoTowerPredictor:
             return self._adapt(samples)
 
     def _adapt(self, samples: Mapping[str, float]) -> "TwoTowerPredictor":
-        self._check_fitted()
         cfg = self._cfg()
-        archs = list(samples)
-        if not archs:
-            raise ValueError("adapt needs at least one measured architecture")
-        y = np.array([samples[a] for a in archs], dtype=np.float64)
-        if not np.all(np.isfinite(y)) or np.any(y <= 0):
-            raise ValueError("measured latencies must be positive numbers of ms")
+        archs, y = self._measured(samples)
         log_y = np.log(y)
         with torch.no_grad():
             arch_emb = self.net_.embed_archs(torch.from_numpy(
