@@ -27,6 +27,8 @@ class OutputDir:
 
     def __init__(self, parent: Path, name: str):
         self.parent = Path(parent)
+        # The folders this run creates, deepest first: a failed run removes them again if empty.
+        self._created = [p for p in [self.parent, *self.parent.parents] if not p.exists()]
         try:
             self.parent.mkdir(parents=True, exist_ok=True)
             self.tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=self.parent))
@@ -45,6 +47,11 @@ class OutputDir:
 
     def discard(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+        for folder in self._created:
+            try:
+                folder.rmdir()  # only when empty: another run's results are never touched
+            except OSError:
+                break
 
 
 def run_name(space: str, device: str) -> str:

@@ -57,6 +57,18 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, args, expecte
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_failed_run_removes_the_folders_it_created_and_keeps_existing_ones(tmp_path):
+    fresh = tmp_path / "a" / "b"
+    r = run_cli("--device", "gold_6226", "--tables", str(tmp_path / "missing.csv"), "--out", str(fresh), "--no-progress")
+    assert r.returncode == 2 and "not found" in r.stderr
+    assert not (tmp_path / "a").exists()
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    r = run_cli("--device", "no_such_device", "--out", str(existing), "--no-progress")
+    assert r.returncode == 2
+    assert existing.is_dir() and not any(existing.iterdir())
+
+
 def test_unknown_device_lists_the_known_ones(tmp_path):
     r = run_cli("--device", "no_such_device", "--out", str(tmp_path), "--no-progress")
     assert r.returncode == 2
