@@ -174,25 +174,27 @@ class MaplePredictor(FewShotPredictor):
         rng = np.random.default_rng(cfg.seed)
         n_arch = len(table.archs)
         self._eval = np.sort(rng.choice(n_arch, min(cfg.design_eval_archs, n_arch), replace=False))
-        self._candidates = self._candidate_columns(cfg, rng)
+        fitted = self.costs_ @ self.rows_.T  # each initial-set device's table as its own costs explain it
+        self._candidates = self._candidate_columns(cfg, rng, fitted)
         # Each held-out device's prior is built from the other initial-set devices only.
         self._held_out = _Prior.stack([_Prior.from_costs(np.delete(self.costs_, i, axis=0), self.mean_row_,
                                                          cfg.prior_shrinkage, cfg.use_descriptor)
                                         for i in range(len(table.devices))])
-        self.design_noise_ = cfg.design_noise if cfg.design_noise is not None else self._timing_noise(latency)
+        self.design_noise_ = cfg.design_noise if cfg.design_noise is not None else self._timing_noise(latency, fitted)
         self.reference_order_ = self._choose_references(cfg, cfg.n_samples)
         self.__dict__.pop("target_costs_", None)
         return self
 
-    def _timing_noise(self, latency: np.ndarray) -> float:
+    @staticmethod
+    def _timing_noise(latency: np.ndarray, fitted: np.ndarray) -> float:
         """The initial set's typical misfit of the additive model, in units of each device's median
         latency: the median over devices of the robust spread (1.4826 MAD) of the residuals. It holds
         timing noise and whatever else the model misses, which is what a target's samples carry too."""
-        resid = (latency - self.costs_ @ self.rows_.T) / np.median(latency, axis=1, keepdims=True)
+        resid = (latency - fitted) / np.median(latency, axis=1, keepdims=True)
         mad = np.median(np.abs(resid - np.median(resid, axis=1, keepdims=True)), axis=1)
         return float(np.median(1.4826 * mad))
 
-    def _candidate_columns(self, cfg: MapleConfig, rng: np.random.Generator) -> np.ndarray:
+    def _candidate_columns(self, cfg: MapleConfig, rng: np.random.Generator, fitted: np.ndarray) -> np.ndarray:
         """One architecture per distinct design row (so the extremes of the space are among them), at
         most `design_candidates` of them drawn at random.
 
@@ -200,8 +202,7 @@ class MaplePredictor(FewShotPredictor):
         latencies the initial set's fitted costs explain best (least squared log residual summed over
         devices): a reference whose latency is an outlier on most devices misleads on the target too.
         """
-        fitted = np.maximum(self.costs_ @ self.rows_.T, 1e-9)
-        misfit = np.sum(np.log(self.table_.latency_ms / fitted) ** 2, axis=0)
+        misfit = np.sum(np.log(self.table_.latency_ms / np.maximum(fitted, 1e-9)) ** 2, axis=0)
         _, group = np.unique(self.rows_, axis=0, return_inverse=True)
         group = group.ravel()
         order = np.lexsort((misfit, group))            # by group, then by misfit within it
