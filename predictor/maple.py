@@ -20,10 +20,12 @@ architectures by mixing those samples into the training set. Here:
   target's scale (its speed, which varies 1000x across devices) fitted to the samples in log space
   and alternated with the conditioning. Closed form, milliseconds, deterministic; any architectures
   can serve as samples, and every extra sample (10 instead of 3) adds information.
-* **Reference architectures by a stated principle**: greedy forward selection of the architectures
-  which, measured on a held-out initial-set device and used to condition the prior built from the
-  other devices, predict that device best (mean ±10% accuracy over every initial-set device held out
-  in turn, on its real measurements). `MapleConfig.references = "random"` draws them instead.
+* **Reference architectures by a stated principle, Bayesian experimental design**: devices are drawn
+  from the prior (its own world: latency = design row . costs, so they include devices unlike any
+  in the initial set), each "measures" a candidate set of references with timing noise, and the
+  set whose conditioned predictions are most often within ±10% on those devices is chosen. The
+  first three references are the best of many random sets of candidates; more are added greedily.
+  `MapleConfig.references = "random"` draws them instead.
 
 `python -m predictor.benchmark` compares this with the affine nearest-device baseline, the ablation
 without descriptor, and the earlier MLP two-tower regressor (`predictor.two_tower`), which lost.
@@ -54,34 +56,41 @@ class MapleConfig:
 
     #: Reference architectures the target measures (the descriptor's length).
     n_samples: int = 3
-    #: "greedy" (held-out-device selection, see the module docstring) or "random" (seeded draw).
-    references: str = "greedy"
+    #: "designed" (chosen on devices simulated from the prior, see the module docstring) or
+    #: "random" (seeded draw).
+    references: str = "designed"
     #: False drops the hardware descriptor: the samples only set the scale of the prior's mean
     #: device (the ablation).
     use_descriptor: bool = True
     #: Prior covariance = initial-set covariance + prior_shrinkage x its diagonal. 0 trusts the
     #: initial set's correlations between costs fully; larger lets a target's costs vary independently.
-    prior_shrinkage: float = 1.028
+    prior_shrinkage: float = 0.3768
     #: Relative noise of a measured latency in the conditioning (0.02: ±2%).
-    sample_noise: float = 0.0591
-    #: Greedy selection scores at most this many candidate architectures (one per distinct row of
-    #: cost features) on at most this many evaluation architectures.
+    sample_noise: float = 0.01252
+    #: The design: `design_devices` devices drawn from the prior measure each candidate set of
+    #: references (with relative noise `design_noise`) and are predicted on at most
+    #: `design_eval_archs` distinct design rows. The first `design_block` references are the best of
+    #: `design_subsets` random sets of candidates (at most `design_candidates` architectures, one per
+    #: distinct design row); any further ones are added greedily.
+    design_devices: int = 64
+    design_subsets: int = 10000
+    design_block: int = 3
     design_candidates: int = 400
-    design_eval_archs: int = 20000
-    #: Measurement noise the references are chosen to withstand, in units of the device's median
-    #: latency (log-normal sigma at a median-latency arch), and how many noise draws (the first
-    #: noise-free) score each candidate set. None: measured from the initial set (the median over
-    #: its devices of the additive model's robust residual spread; ~0.02 on the shipped tables).
+    design_eval_archs: int = 2000
+    #: Relative timing noise of a measured sample in the design. None: measured from the initial
+    #: set (the median over its devices of the additive model's robust residual spread; ~0.02 on
+    #: the shipped NAS-Bench-201 table).
     design_noise: float | None = None
-    design_draws: int = 3
-    #: Seed of the candidate and evaluation subsamples, of the design's noise and of random references.
+    #: Seed of the candidates, the simulated devices and their noise, and of random references.
     seed: int = 0
 
     def validate(self) -> None:
         if self.n_samples < 1:
             raise ValueError("n_samples must be at least 1")
-        if self.references not in ("greedy", "random"):
-            raise ValueError(f"references must be 'greedy' or 'random', not {self.references!r}")
+        if self.references not in ("designed", "random"):
+            raise ValueError(f"references must be 'designed' or 'random', not {self.references!r}")
+        if min(self.design_devices, self.design_subsets, self.design_block) < 1:
+            raise ValueError("design_devices, design_subsets and design_block must be at least 1")
         if self.prior_shrinkage < 0:
             raise ValueError("prior_shrinkage must be non-negative")
         if self.sample_noise <= 0:
@@ -111,22 +120,29 @@ class _Prior:
 
     def condition(self, rows: np.ndarray, latency_ms: np.ndarray, noise: float) -> np.ndarray:
         """Costs in ms, shape (..., p), given latencies (..., k) measured at the architectures whose
-        design rows are `rows` (k, p).
+        design rows are `rows` ((..., k, p), broadcast against the prior's stack)."""
+        gain, step, scale = self._solve(rows, latency_ms, noise)
+        return (self.mean + (gain @ step[..., None])[..., 0]) * scale[..., None]
+
+    def _solve(self, rows: np.ndarray, latency_ms: np.ndarray, noise: float):
+        """The conditioned costs as ``(mean + gain @ step) * scale``: returns gain (..., p, k),
+        step (..., k) and scale (...), so that predictions on many rows need no (..., p) costs.
 
         The scale s (ms per unit of normalised cost) and the normalised costs t are alternated:
         s = geometric-mean ratio of the samples to t's predictions, then t = the prior conditioned on
         samples / s with noise ``noise x value``. Three rounds converge to well under 1%.
         """
         log_y = np.log(latency_ms)
-        gain = self.cov @ rows.T                                   # (..., p, k)
+        gain = self.cov @ np.swapaxes(rows, -1, -2)                # (..., p, k)
         system = rows @ gain                                       # (..., k, k)
-        costs = self.mean
+        prior_at = (rows @ self.mean[..., None])[..., 0]           # (..., k)
+        fitted = prior_at
         for _ in range(3):
-            scaled = latency_ms / _scale(costs @ rows.T, log_y)[..., None]
+            scaled = latency_ms / _scale(fitted, log_y)[..., None]
             noisy = system + _diag((noise * scaled) ** 2 + 1e-12)
-            step = np.linalg.solve(noisy, (scaled - self.mean @ rows.T)[..., None])[..., 0]
-            costs = self.mean + (gain @ step[..., None])[..., 0]
-        return costs * _scale(costs @ rows.T, log_y)[..., None]
+            step = np.linalg.solve(noisy, (scaled - prior_at)[..., None])[..., 0]
+            fitted = prior_at + (system @ step[..., None])[..., 0]
+        return gain, step, _scale(fitted, log_y)
 
 
 def _diag(values: np.ndarray) -> np.ndarray:
@@ -172,27 +188,41 @@ class MaplePredictor(FewShotPredictor):
         self.prior_ = _Prior.from_costs(self.costs_, self.mean_row_, cfg.prior_shrinkage, cfg.use_descriptor)
 
         rng = np.random.default_rng(cfg.seed)
-        n_arch = len(table.archs)
-        self._eval = np.sort(rng.choice(n_arch, min(cfg.design_eval_archs, n_arch), replace=False))
         fitted = self.costs_ @ self.rows_.T  # each initial-set device's table as its own costs explain it
         self._candidates = self._candidate_columns(cfg, rng, fitted)
-        # Each held-out device's prior is built from the other initial-set devices only.
-        self._held_out = _Prior.stack([_Prior.from_costs(np.delete(self.costs_, i, axis=0), self.mean_row_,
-                                                         cfg.prior_shrinkage, cfg.use_descriptor)
-                                        for i in range(len(table.devices))])
+        # The design's evaluation set: distinct design rows, weighted by how many archs share each.
+        rows, counts = np.unique(self.rows_, axis=0, return_counts=True)
+        if len(rows) > cfg.design_eval_archs:
+            keep = rng.choice(len(rows), cfg.design_eval_archs, replace=False)
+            rows, counts = rows[keep], counts[keep]
+        self._eval_rows, self._eval_weight = rows, counts / counts.sum()
         self.design_noise_ = cfg.design_noise if cfg.design_noise is not None else self._timing_noise(latency, fitted)
+        self._simulated = self._simulated_devices(cfg)
         self.reference_order_ = self._choose_references(cfg, cfg.n_samples)
         self.__dict__.pop("target_costs_", None)
         return self
 
     @staticmethod
     def _timing_noise(latency: np.ndarray, fitted: np.ndarray) -> float:
-        """The initial set's typical misfit of the additive model, in units of each device's median
-        latency: the median over devices of the robust spread (1.4826 MAD) of the residuals. It holds
-        timing noise and whatever else the model misses, which is what a target's samples carry too."""
-        resid = (latency - fitted) / np.median(latency, axis=1, keepdims=True)
+        """The initial set's typical relative misfit of the additive model: the median over devices
+        of the robust spread (1.4826 MAD) of latency / fitted - 1. It holds timing noise and whatever
+        else the model misses, which is what a target's samples carry too."""
+        resid = latency / np.maximum(fitted, 1e-12) - 1.0
         mad = np.median(np.abs(resid - np.median(resid, axis=1, keepdims=True)), axis=1)
         return float(np.median(1.4826 * mad))
+
+    def _simulated_devices(self, cfg: MapleConfig) -> np.ndarray:
+        """`design_devices` normalised cost vectors drawn from the prior, each with a positive latency
+        on every evaluation row (draws that predict a non-positive latency are not devices)."""
+        rng = np.random.default_rng(cfg.seed + 1)
+        kept = np.empty((0, len(self.prior_.mean)))
+        for _ in range(100):
+            draws = rng.multivariate_normal(self.prior_.mean, self.prior_.cov, size=4 * cfg.design_devices,
+                                            method="eigh")
+            kept = np.concatenate([kept, draws[(draws @ self._eval_rows.T > 0).all(axis=1)]])
+            if len(kept) >= cfg.design_devices:
+                return kept[: cfg.design_devices]
+        return kept if len(kept) else self.prior_.mean[None]
 
     def _candidate_columns(self, cfg: MapleConfig, rng: np.random.Generator, fitted: np.ndarray) -> np.ndarray:
         """One architecture per distinct design row (so the extremes of the space are among them), at
@@ -217,34 +247,52 @@ class MaplePredictor(FewShotPredictor):
         if cfg.references == "random":
             order = np.random.default_rng(cfg.seed).permutation(len(self.table_.archs))
             return chosen + [int(c) for c in order if c not in chosen][: k - len(chosen)]
-        latency = self.table_.latency_ms
-        true = latency[:, self._eval]
-        # Measurement noise the references must withstand: each held-out device's samples are scored
-        # as measured and under `design_draws - 1` fixed draws of noise. Timing noise is largely
-        # absolute (timer resolution, whole-ms rounding on the phones, scheduler jitter), so its size
-        # is `design_noise` x the device's median latency: relatively larger on a fast architecture.
-        jitter = np.exp(self.design_noise_ * np.random.default_rng(cfg.seed).standard_normal(
-            (cfg.design_draws, latency.shape[0], k)))
-        jitter[0] = 1.0
-        relative = np.median(latency, axis=1, keepdims=True) / latency
+        free = np.array([c for c in self._candidates if c not in chosen], dtype=int)
+        if not chosen and len(free):
+            # The first block: the best of many random sets (greedy forward selection commits to a
+            # first reference that is best alone, and a good set of three need not contain it).
+            block = min(cfg.design_block, k, len(free))
+            rng = np.random.default_rng(cfg.seed + 2)
+            sets = np.stack([rng.choice(len(free), block, replace=False) for _ in range(cfg.design_subsets)])
+            sets = np.unique(np.sort(sets, axis=1), axis=0)
+            scores = self._design_scores(free[sets])
+            chosen = [int(c) for c in free[sets[int(np.argmax(scores))]]]
         while len(chosen) < k:
-            best, best_col = -1.0, -1
-            for col in self._candidates:
-                if col in chosen:
-                    continue
-                cols = chosen + [int(col)]
-                # Every held-out device at once: (devices, p) costs from (devices, k) samples.
-                measured = latency[:, cols] * jitter[:, :, :len(cols)] ** relative[:, cols]   # (draws, devices, k)
-                costs = self._held_out.condition(self.rows_[cols], measured, cfg.sample_noise)
-                floor = _FLOOR * measured.min(axis=2)
-                pred = np.maximum(costs @ self.rows_[self._eval].T, floor[..., None])
-                score = float(np.mean(np.abs(pred / true - 1.0) <= 0.1))
-                if score > best:
-                    best, best_col = score, int(col)
-            if best_col < 0:  # every candidate already chosen: extend with the next unused arch
-                best_col = next(c for c in range(len(self.table_.archs)) if c not in chosen)
-            chosen.append(best_col)
+            free = np.array([c for c in self._candidates if c not in chosen], dtype=int)
+            if not len(free):  # every candidate already chosen: extend with the next unused arch
+                chosen.append(next(c for c in range(len(self.table_.archs)) if c not in chosen))
+                continue
+            sets = np.column_stack([np.tile(chosen, (len(free), 1)), free]).astype(int)
+            chosen.append(int(free[int(np.argmax(self._design_scores(sets)))]))
         return chosen
+
+    def _design_scores(self, sets: np.ndarray) -> np.ndarray:
+        """Mean ±10% accuracy, over the simulated devices, of the prior conditioned on each set of
+        references (rows of `sets`, architecture indices) as those devices measure them.
+
+        A simulated device's latencies are its design rows times its costs; its samples carry
+        relative noise `design_noise_` (fixed draws shared by every set, so sets are compared on the
+        same noise). Being drawn from the prior, the simulated devices include ones unlike any in
+        the initial set, which is what an unseen target may be.
+        """
+        cfg = self._cfg()
+        theta = self._simulated                                   # (m, p)
+        k = sets.shape[1]
+        noise = np.exp(self.design_noise_ * np.random.default_rng(cfg.seed + 3).standard_normal((len(theta), k)))
+        true = theta @ self._eval_rows.T                          # (m, e)
+        base = self.prior_.mean @ self._eval_rows.T               # (e,)
+        out = np.empty(len(sets))
+        batch = max(1, int(4e6 // (len(theta) * len(self._eval_rows))))
+        for lo in range(0, len(sets), batch):
+            rows = self.rows_[sets[lo:lo + batch]]               # (b, k, p)
+            measured = np.einsum("bkp,mp->bmk", rows, theta) * noise
+            gain, step, scale = self.prior_._solve(rows[:, None], measured, cfg.sample_noise)
+            at_eval = self._eval_rows @ gain                       # (b, 1, e, k)
+            pred = scale[..., None] * (base + (at_eval @ step[..., None])[..., 0])   # (b, m, e)
+            pred = np.maximum(pred, _FLOOR * measured.min(axis=2)[..., None])
+            hit = np.abs(pred / true - 1.0) <= 0.1
+            out[lo:lo + batch] = (hit @ self._eval_weight).mean(axis=1)
+        return out
 
     # --- the target (reference_archs: FewShotPredictor) --------------------------------------------
     def adapt(self, samples: Mapping[str, float]) -> "MaplePredictor":
