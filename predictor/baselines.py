@@ -13,7 +13,9 @@ class AffineNearestDevice:
     """Pick the initial-set device whose latencies best fit the samples under an affine map.
 
     `fit` stores the table; `adapt` fits ``target ~ a * device + b`` on the samples for every
-    device and keeps the one with the smallest squared error; `predict` applies that map.
+    device and keeps the one with the smallest squared error; `predict` applies that map, floored
+    like `MaplePredictor`'s at 1e-3 x the smallest sample: a map through 3 samples can extrapolate
+    below zero, and a latency cannot.
     """
 
     def fit(self, table: LatencyTable) -> "AffineNearestDevice":
@@ -33,8 +35,9 @@ class AffineNearestDevice:
             if err < best[0]:
                 best = (err, i, a, b)
         _, self.device_, self.a_, self.b_ = best
+        self.floor_ms_ = 1e-3 * float(y.min())
         return self
 
     def predict(self, archs: Sequence[str]) -> np.ndarray:
         x = self.table_.latency_ms[self.device_, [self.col_[a] for a in archs]]
-        return self.a_ * x + self.b_
+        return np.maximum(self.a_ * x + self.b_, self.floor_ms_)

@@ -253,3 +253,23 @@ def test_benchmark_table_with_bad_columns(tmp_path, capsys):
     pd.DataFrame({"device": ["x"], "arch": ["y"], "latency_ms": [1.0]}).to_csv(path, index=False)
     assert main(["--table", str(path), "--no-progress"]) == 2
     assert "lacks column" in capsys.readouterr().err
+
+
+def test_affine_baseline_finds_an_affine_copy_and_floors_negative_extrapolation(tables):
+    from predictor.baselines import AffineNearestDevice
+
+    initial, _ = tables
+    k = initial.devices.index("silver_4210r")
+    x = initial.latency_ms[k]
+    order = np.argsort(x)
+    slow = [initial.archs[j] for j in order[-3:]]
+    # a device that is silver_4210r doubled and shifted down: exact on its slowest archs, below
+    # zero on its fastest, which no device can measure
+    shift = -2.0 * float(np.median(x))
+    baseline = AffineNearestDevice().fit(initial).adapt({a: 2.0 * x[initial.archs.index(a)] + shift for a in slow})
+    assert initial.devices[baseline.device_] == "silver_4210r"
+    pred = baseline.predict(list(initial.archs))
+    exact = 2.0 * x + shift
+    above = exact > baseline.floor_ms_
+    np.testing.assert_allclose(pred[above], exact[above], rtol=1e-6)
+    assert np.all(pred[~above] == baseline.floor_ms_) and np.any(exact <= 0)
