@@ -76,7 +76,7 @@ class MapleConfig:
     #: `design_eval_archs` distinct design rows. The first `design_block` references are the best of
     #: `design_subsets` random sets of candidates (at most `design_candidates` architectures, one per
     #: distinct design row); any further ones are added greedily.
-    design_devices: int = 64
+    design_devices: int = 256
     design_subsets: int = 10000
     design_block: int = 3
     design_candidates: int = 400
