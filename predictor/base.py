@@ -14,6 +14,10 @@ from sklearn.exceptions import NotFittedError
 
 from search_spaces.base import SearchSpace
 
+#: Floor of a predicted latency as a fraction of the smallest sample: a sum of costs, or an affine
+#: map, fitted to a few samples can dip below zero far from them, and a latency cannot.
+LATENCY_FLOOR = 1e-3
+
 
 class FewShotPredictor:
     config_class: type

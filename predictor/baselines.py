@@ -6,6 +6,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from predictor.base import LATENCY_FLOOR
 from predictor.tables import LatencyTable
 
 
@@ -14,8 +15,7 @@ class AffineNearestDevice:
 
     `fit` stores the table; `adapt` fits ``target ~ a * device + b`` on the samples for every
     device and keeps the one with the smallest squared error; `predict` applies that map, floored
-    like `MaplePredictor`'s at 1e-3 x the smallest sample: a map through 3 samples can extrapolate
-    below zero, and a latency cannot.
+    like `MaplePredictor`'s at `LATENCY_FLOOR` x the smallest sample.
     """
 
     def fit(self, table: LatencyTable) -> "AffineNearestDevice":
@@ -35,7 +35,7 @@ class AffineNearestDevice:
             if err < best[0]:
                 best = (err, i, a, b)
         _, self.device_, self.a_, self.b_ = best
-        self.floor_ms_ = 1e-3 * float(y.min())
+        self.floor_ms_ = LATENCY_FLOOR * float(y.min())
         return self
 
     def predict(self, archs: Sequence[str]) -> np.ndarray:

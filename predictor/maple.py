@@ -37,12 +37,8 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
-from predictor.base import FewShotPredictor
+from predictor.base import LATENCY_FLOOR, FewShotPredictor
 from predictor.tables import LatencyTable
-
-#: Floor of a predicted latency as a fraction of the smallest sample: a sum of costs fitted by least
-#: squares can dip below zero for architectures far from every sample, and a latency cannot.
-_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -103,7 +99,7 @@ class MapleConfig:
 
 @dataclass(frozen=True)
 class _Prior:
-    """Gaussian over a device's costs divided by its mean latency (or a stack of them, one per row)."""
+    """Gaussian over a device's costs divided by its mean latency."""
 
     mean: np.ndarray  # (..., p)
     cov: np.ndarray   # (..., p, p)
@@ -118,17 +114,13 @@ class _Prior:
         cov = cov + shrinkage * np.diag(np.diag(cov)) + 1e-12 * np.eye(len(mean))
         return cls(mean, cov)
 
-    @classmethod
-    def stack(cls, priors: Sequence["_Prior"]) -> "_Prior":
-        return cls(np.stack([p.mean for p in priors]), np.stack([p.cov for p in priors]))
-
     def condition(self, rows: np.ndarray, latency_ms: np.ndarray, noise: float) -> np.ndarray:
         """Costs in ms, shape (..., p), given latencies (..., k) measured at the architectures whose
-        design rows are `rows` ((..., k, p), broadcast against the prior's stack)."""
-        gain, step, scale = self._solve(rows, latency_ms, noise)
+        design rows are `rows` (k, p), or a batch of such sets (..., k, p)."""
+        gain, step, scale = self.solve(rows, latency_ms, noise)
         return (self.mean + (gain @ step[..., None])[..., 0]) * scale[..., None]
 
-    def _solve(self, rows: np.ndarray, latency_ms: np.ndarray, noise: float):
+    def solve(self, rows: np.ndarray, latency_ms: np.ndarray, noise: float):
         """The conditioned costs as ``(mean + gain @ step) * scale``: returns gain (..., p, k),
         step (..., k) and scale (...), so that predictions on many rows need no (..., p) costs.
 
@@ -251,16 +243,15 @@ class MaplePredictor(FewShotPredictor):
         if cfg.references == "random":
             order = np.random.default_rng(cfg.seed).permutation(len(self.table_.archs))
             return chosen + [int(c) for c in order if c not in chosen][: k - len(chosen)]
-        free = np.array([c for c in self._candidates if c not in chosen], dtype=int)
-        if not chosen and len(free):
+        if not chosen:
             # The first block: the best of many random sets (greedy forward selection commits to a
             # first reference that is best alone, and a good set of three need not contain it).
-            block = min(cfg.design_block, k, len(free))
+            cands = self._candidates
+            block = min(cfg.design_block, k, len(cands))
             rng = np.random.default_rng(cfg.seed + 2)
-            sets = np.stack([rng.choice(len(free), block, replace=False) for _ in range(cfg.design_subsets)])
+            sets = np.stack([rng.choice(len(cands), block, replace=False) for _ in range(cfg.design_subsets)])
             sets = np.unique(np.sort(sets, axis=1), axis=0)
-            scores = self._design_scores(free[sets])
-            chosen = [int(c) for c in free[sets[int(np.argmax(scores))]]]
+            chosen = [int(c) for c in cands[sets[int(np.argmax(self._design_scores(cands[sets])))]]]
         while len(chosen) < k:
             free = np.array([c for c in self._candidates if c not in chosen], dtype=int)
             if not len(free):  # every candidate already chosen: extend with the next unused arch
@@ -290,10 +281,10 @@ class MaplePredictor(FewShotPredictor):
         for lo in range(0, len(sets), batch):
             rows = self.rows_[sets[lo:lo + batch]]               # (b, k, p)
             measured = np.einsum("bkp,mp->bmk", rows, theta) * noise
-            gain, step, scale = self.prior_._solve(rows[:, None], measured, cfg.sample_noise)
+            gain, step, scale = self.prior_.solve(rows[:, None], measured, cfg.sample_noise)
             at_eval = self._eval_rows @ gain                       # (b, 1, e, k)
             pred = scale[..., None] * (base + (at_eval @ step[..., None])[..., 0])   # (b, m, e)
-            pred = np.maximum(pred, _FLOOR * measured.min(axis=2)[..., None])
+            pred = np.maximum(pred, LATENCY_FLOOR * measured.min(axis=2)[..., None])
             hit = np.abs(pred / true - 1.0) <= 0.1
             out[lo:lo + batch] = (hit @ self._eval_weight).mean(axis=1)
         return out
@@ -306,7 +297,7 @@ class MaplePredictor(FewShotPredictor):
         """
         archs, y = self._measured(samples)
         self.target_costs_ = self.prior_.condition(self._rows(archs), y, self._cfg().sample_noise)
-        self.floor_ms_ = _FLOOR * float(y.min())
+        self.floor_ms_ = LATENCY_FLOOR * float(y.min())
         return self
 
     def predict(self, archs: Sequence[str]) -> np.ndarray:
