@@ -9,6 +9,9 @@ Side by side:
   affine     pick the initial-set device whose latencies best fit the same K samples under an affine map
   no-desc    ours without the hardware descriptor (ablation; fitted separately), same K samples
   maple-10   ours adapted from 10 reference architectures (the same fitted model, 10 measurements)
+  full-fit   our regressor fitted by least squares to the target's *whole* table, as if every
+             architecture were measured: the most any choice of samples can reach with it (a ceiling,
+             not a predictor)
   rand-K     ours adapted from K architectures drawn at random from the target's table instead of
              the reference set (the "any architectures" path of `MaplePredictor.adapt`)
   mlp        the MLP two-tower regressor of `predictor.two_tower` (log-latency, learnt descriptor
@@ -44,7 +47,7 @@ from predictor.metrics import latency_scores
 from predictor.tables import LatencyTable, read_latency_files
 from predictor.two_tower import TwoTowerConfig, TwoTowerPredictor
 
-METHODS = ("maple", "affine", "no-desc", "maple-10", "rand", "mlp")
+METHODS = ("maple", "affine", "no-desc", "maple-10", "full-fit", "rand", "mlp")
 KEYS = ("within_1pct", "within_5pct", "within_10pct", "spearman")
 
 
@@ -94,6 +97,8 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
             score("maple", maple.adapt(sample(refs)).predict(archs))
         if "maple-10" in methods:
             score("maple-10", maple.adapt(sample(maple.reference_archs(max(10, k)))).predict(archs))
+        if "full-fit" in methods and seed == 0:
+            score("full-fit", maple.whole_table_fit(archs, true))
         if "no-desc" in methods:
             no_desc = _fitted(space, initial, dataclasses.replace(cfg, use_descriptor=False), fits)
             score("no-desc", no_desc.adapt(sample(refs)).predict(archs))

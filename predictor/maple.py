@@ -300,6 +300,14 @@ class MaplePredictor(FewShotPredictor):
         self.floor_ms_ = LATENCY_FLOOR * float(y.min())
         return self
 
+    def whole_table_fit(self, archs: Sequence[str], latency_ms: np.ndarray) -> np.ndarray:
+        """The regressor fitted by least squares to a device's latencies on *every* one of `archs`,
+        evaluated on the same archs: what this model reaches with no prior and all samples measured,
+        so the ceiling of any few-sample adaptation (the benchmark's full-fit column)."""
+        rows = self._rows(list(archs))
+        costs = np.linalg.lstsq(rows, np.asarray(latency_ms, dtype=np.float64), rcond=None)[0]
+        return np.maximum(rows @ costs, LATENCY_FLOOR * float(np.min(latency_ms)))
+
     def predict(self, archs: Sequence[str]) -> np.ndarray:
         """Predicted latency in ms on the adapted target, one per architecture."""
         self._check_fitted("target_costs_")

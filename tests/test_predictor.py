@@ -182,6 +182,26 @@ def test_additive_device_is_recovered_exactly(space, tables):
     assert latency_scores(pred, true)["within_10pct"] > 0.95
 
 
+def test_whole_table_fit_is_the_least_squares_ceiling(space, tables, fitted):
+    """The benchmark's full-fit column: an exactly additive device is reproduced exactly, and on a
+    real held-out device the whole-table fit has a smaller squared error than any 3-sample adaptation."""
+    initial, truth = tables
+    archs = list(truth.index)
+    rows = np.concatenate([np.ones((len(archs), 1)), space.cost_features(archs)], axis=1)
+    exact = rows @ fitted.costs_[initial.devices.index("silver_4114")]
+    np.testing.assert_allclose(fitted.whole_table_fit(archs, exact), exact, rtol=1e-9)
+
+    true = truth.to_numpy()
+    ceiling = fitted.whole_table_fit(archs, true)
+    adapted = fitted.adapt(_samples(truth, fitted.reference_archs())).predict(archs)
+    assert np.sum((ceiling - true) ** 2) < np.sum((adapted - true) ** 2)
+
+    from predictor.benchmark import evaluate_target
+
+    scores = evaluate_target(space, initial, truth, 3, 1, SMALL, {}, methods=("maple", "full-fit"))
+    assert scores["full-fit"]["within_10pct"] == [latency_scores(ceiling, true)["within_10pct"]]
+
+
 def test_design_scores_match_plain_conditioning(fitted):
     """The design scores every candidate set of references at once through a factorised form of the
     conditioning; for a few sets it must equal conditioning each simulated device one at a time and
