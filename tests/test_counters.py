@@ -7,7 +7,6 @@ readable path is exercised with the software events it does count.
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
 import subprocess
