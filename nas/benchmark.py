@@ -12,7 +12,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from nas.config import SearchConfig, UsageError
 def speedup(args) -> dict:
     from nas.devices import resolve_target
     from nas.evaluator import Evaluator, Objective
-    from nas.metrics import hypervolume, normalised_objectives, pareto_mask
+    from nas.metrics import hypervolume, normalised_objectives
     from nas.run import initial_table, load_space, quality_objective, run_nsga2, run_search
 
     if args.device not in ("local", "local-cuda"):
