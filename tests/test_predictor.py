@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
+from predictor.base import LATENCY_FLOOR
 from predictor.cache import ModelCache
 from predictor.maple import MapleConfig, MaplePredictor
 from predictor.two_tower import TwoTowerConfig, TwoTowerPredictor
@@ -218,7 +219,7 @@ def test_design_scores_match_plain_conditioning(fitted):
         for theta, eps in zip(fitted._simulated, noise):
             measured = rows @ theta * eps
             costs = fitted.prior_.condition(rows, measured, SMALL.sample_noise)
-            pred = np.maximum(fitted._eval_rows @ costs, 1e-3 * measured.min())
+            pred = np.maximum(fitted._eval_rows @ costs, LATENCY_FLOOR * measured.min())
             true = fitted._eval_rows @ theta
             hits.append(float((np.abs(pred / true - 1) <= 0.1) @ fitted._eval_weight))
         assert score == pytest.approx(np.mean(hits), abs=1e-9)
