@@ -188,8 +188,7 @@ def test_whole_table_fit_is_the_least_squares_ceiling(space, tables, fitted):
     real held-out device the whole-table fit has a smaller squared error than any 3-sample adaptation."""
     initial, truth = tables
     archs = list(truth.index)
-    rows = np.concatenate([np.ones((len(archs), 1)), space.cost_features(archs)], axis=1)
-    exact = rows @ fitted.costs_[initial.devices.index("silver_4114")]
+    exact = fitted._rows(archs) @ fitted.costs_[initial.devices.index("silver_4114")]
     np.testing.assert_allclose(fitted.whole_table_fit(archs, exact), exact, rtol=1e-9)
 
     true = truth.to_numpy()
