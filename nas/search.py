@@ -13,19 +13,32 @@ from pathlib import Path
 from nas.config import SearchConfig, UsageError
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where it says something: not None, an empty tuple, a flag's False, or
+    where the help text already explains it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        unset = action.default is None or action.default is False or action.default == ()
+        if unset or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m nas.search",
         description="Search for the most accurate networks that run fast on a target device. Latency comes "
                     "from a MAPLE-style predictor trained on many devices and adapted to the target from "
                     "a few measurements (table values for devices with a shipped table).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("--device", default=SearchConfig.device,
                    help="target: a device with a shipped table (e.g. gold_6226, titan_rtx_256, pixel2), a name "
                         "with a saved profile (python -m profiler profile --name NAME), or 'local' to measure "
                         "this machine now ('local-cuda' for its GPU)")
-    p.add_argument("--space", default=SearchConfig.space, help="search space")
+    p.add_argument("--space", default=SearchConfig.space,
+                   help="search space: nasbench201, fbnet, or your own as path/to/file.py:ClassName or "
+                        "package.module:ClassName")
     p.add_argument("--dataset", default=None,
                    help="dataset whose accuracy is the quality objective (nasbench201: cifar10, cifar100, "
                         "imagenet16-120); default: the space's own")

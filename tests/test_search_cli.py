@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from nas.search import main
+from nas.search import build_parser, main
 
 
 def run_cli(*args, cwd=None):
@@ -83,3 +83,10 @@ def test_unwritable_out_is_refused_before_any_work(tmp_path):
     r = run_cli("--out", str(blocker / "sub"), "--no-progress")
     assert r.returncode == 2
     assert "cannot write results" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_help_shows_defaults_that_say_something():
+    text = " ".join(build_parser().format_help().split())  # argparse wraps lines
+    assert "(default: gold_6226)" in text and "(default: 60)" in text
+    assert "(default: None)" not in text and "(default: ())" not in text and "(default: False)" not in text
+    assert "path/to/file.py:ClassName" in text
