@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nas.config import SearchConfig, UsageError
+from nas.config import HelpFormatter, SearchConfig, UsageError
 
 
 def speedup(args) -> dict:
@@ -121,23 +121,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nas.benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
-    s = sub.add_parser("speedup", help="predictor search vs measuring every candidate, on this machine")
-    s.add_argument("--device", default="local")
-    s.add_argument("--space", default="nasbench201")
-    s.add_argument("--pop-size", type=int, default=40)
-    s.add_argument("--generations", type=int, default=20)
-    s.add_argument("--seed", type=int, default=0)
-    x = sub.add_parser("proxy", help="proxy score vs true accuracy on NAS-Bench-201")
-    x.add_argument("--n", type=int, default=1000)
-    x.add_argument("--seed", type=int, default=0)
-    t = sub.add_parser("throughput", help="proxy evaluations per second through Ray, by worker count")
-    t.add_argument("--space", default="fbnet")
-    t.add_argument("--n", type=int, default=96)
-    t.add_argument("--workers", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2])
-    t.add_argument("--seed", type=int, default=0)
+    fmt = HelpFormatter
+    s = sub.add_parser("speedup", help="predictor search vs measuring every candidate, on this machine",
+                       formatter_class=fmt)
+    s.add_argument("--device", default="local", help="local or local-cuda: every candidate is measured on it")
+    s.add_argument("--space", default="nasbench201", help="search space")
+    s.add_argument("--pop-size", type=int, default=40, help="NSGA-II population size")
+    s.add_argument("--generations", type=int, default=20, help="NSGA-II generations")
+    s.add_argument("--seed", type=int, default=0, help="seed of both searches")
+    x = sub.add_parser("proxy", help="proxy score vs true accuracy on NAS-Bench-201", formatter_class=fmt)
+    x.add_argument("--n", type=int, default=1000, help="random NAS-Bench-201 architectures scored")
+    x.add_argument("--seed", type=int, default=0, help="seed of the random architectures")
+    t = sub.add_parser("throughput", help="proxy evaluations per second through Ray, by worker count",
+                       formatter_class=fmt)
+    t.add_argument("--space", default="fbnet", help="search space")
+    t.add_argument("--n", type=int, default=96, help="architectures scored per worker count")
+    t.add_argument("--workers", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2],
+                   help="comma-separated worker counts (default: 1,2)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the random architectures")
     for sp in (s, x, t):
-        sp.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
-        sp.add_argument("--no-progress", action="store_true")
+        sp.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+        sp.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 

@@ -1,9 +1,22 @@
-"""Configuration of one search run, filled from the command line and passed down unchanged."""
+"""Configuration of one search run, filled from the command line and passed down unchanged, and what the
+command lines share: their help format and the error a user can fix."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where it says something: not None, an empty tuple, a flag's False, or
+    where the help text already explains it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        unset = action.default is None or action.default is False or action.default == ()
+        if unset or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 class UsageError(Exception):

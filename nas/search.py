@@ -10,18 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from nas.config import SearchConfig, UsageError
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows a default only where it says something: not None, an empty tuple, a flag's False, or
-    where the help text already explains it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        unset = action.default is None or action.default is False or action.default == ()
-        if unset or "default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
+from nas.config import HelpFormatter, SearchConfig, UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search for the most accurate networks that run fast on a target device. Latency comes "
                     "from a MAPLE-style predictor trained on many devices and adapted to the target from "
                     "a few measurements (table values for devices with a shipped table).",
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--device", default=SearchConfig.device,
                    help="target: a device with a shipped table (e.g. gold_6226, titan_rtx_256, pixel2), a name "

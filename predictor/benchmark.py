@@ -20,9 +20,9 @@ Side by side:
 What varies between trials: the random draw of `rand-K` (trial t draws with seed t). Given a fitted
 model, the other columns are deterministic: the reference architectures are a fixed set (chosen by
 the principle stated in `predictor.maple`) and the adaptation is closed-form, so their trial-to-trial
-spread is zero by construction. `--seeds S` refits ours and the ablation with regressor seeds
-0..S-1 (S times the fitting cost; fits are cached on disk), and the spread (±, std) is then over seeds
-(and draws, for rand-K).
+spread is zero by construction. `--seeds S` refits ours, the ablation and the MLP with seeds
+0..S-1 (for ours the seed draws the reference design; S times the fitting cost; only the MLP's fits
+are cached on disk), and the spread (±, std) is then over seeds (and draws, for rand-K).
 
 Examples:
   python -m predictor.benchmark --space nasbench201 --samples 3
@@ -250,14 +250,15 @@ def main(argv=None) -> int:
     p.add_argument("--trials", type=int, default=10,
                    help="random draws of K architectures for the rand-K column (default: 10)")
     p.add_argument("--seeds", type=int, default=1,
-                   help="regressor seeds: refits ours and the ablation this many times per target (default: 1)")
+                   help="seeds: refits ours (a new reference design each), the ablation and the MLP this many "
+                        "times per target (default: 1)")
     p.add_argument("--devices", type=lambda s: [d for d in s.split(",") if d], default=None,
                    help="comma-separated targets (default: HELP's meta-test devices of the space)")
     p.add_argument("--table", type=Path, default=None,
                    help="parquet/CSV with columns device, arch_str, latency_ms: its devices are the unseen "
                         "targets; the initial set stays the shipped devices")
     p.add_argument("--json", type=Path, default=None, help="write per-device and mean figures to this file")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
         if args.samples < 1 or args.trials < 1 or args.seeds < 1:

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--quiet", action="store_true", help="no progress bar")
     measure.add_argument("--rounds", type=_positive, default=None,
                          help="split each arch's timed runs into this many passes over all the archs, so that "
-                              "other jobs' load falls on all alike (default: 1 for profile, 5 for benchmark)")
+                              "other jobs' load falls on all alike (default: 5 for benchmark, else 1)")
 
     p = sub.add_parser(
         "profile", parents=[measure], help="measure the predictor's reference archs here and save a device profile",
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser(
         "benchmark", parents=[measure], help="score the predictor on this machine as an unseen device",
         description="Measure N random architectures here (one at a time), adapt the MAPLE predictor from the "
-                    "reference archs measured here, predict the N and print ±10%% error-bound accuracy and Spearman "
+                    "reference archs measured here, predict the N and print ±10% error-bound accuracy and Spearman "
                     "(with the affine nearest-device baseline alongside).")
     b.add_argument("--n", type=_positive, default=100, help="random architectures to measure (default: 100)")
     b.add_argument("--seed", type=int, default=0, help="seed of the random architectures (default: 0)")

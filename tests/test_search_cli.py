@@ -90,3 +90,11 @@ def test_help_shows_defaults_that_say_something():
     assert "(default: gold_6226)" in text and "(default: 60)" in text
     assert "(default: None)" not in text and "(default: ())" not in text and "(default: False)" not in text
     assert "path/to/file.py:ClassName" in text
+
+
+def test_benchmark_help_describes_every_option():
+    r = subprocess.run([sys.executable, "-m", "nas.benchmark", "speedup", "--help"], capture_output=True, text=True,
+                       timeout=60)
+    text = " ".join(r.stdout.split())
+    assert r.returncode == 0 and "(default: local)" in text and "NSGA-II generations (default: 20)" in text
+    assert "(default: None)" not in text and "(default: False)" not in text
