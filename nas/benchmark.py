@@ -121,19 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nas.benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
-    fmt = HelpFormatter
     s = sub.add_parser("speedup", help="predictor search vs measuring every candidate, on this machine",
-                       formatter_class=fmt)
+                       formatter_class=HelpFormatter)
     s.add_argument("--device", default="local", help="local or local-cuda: every candidate is measured on it")
     s.add_argument("--space", default="nasbench201", help="search space")
     s.add_argument("--pop-size", type=int, default=40, help="NSGA-II population size")
     s.add_argument("--generations", type=int, default=20, help="NSGA-II generations")
     s.add_argument("--seed", type=int, default=0, help="seed of both searches")
-    x = sub.add_parser("proxy", help="proxy score vs true accuracy on NAS-Bench-201", formatter_class=fmt)
+    x = sub.add_parser("proxy", help="proxy score vs true accuracy on NAS-Bench-201",
+                       formatter_class=HelpFormatter)
     x.add_argument("--n", type=int, default=1000, help="random NAS-Bench-201 architectures scored")
     x.add_argument("--seed", type=int, default=0, help="seed of the random architectures")
     t = sub.add_parser("throughput", help="proxy evaluations per second through Ray, by worker count",
-                       formatter_class=fmt)
+                       formatter_class=HelpFormatter)
     t.add_argument("--space", default="fbnet", help="search space")
     t.add_argument("--n", type=int, default=96, help="architectures scored per worker count")
     t.add_argument("--workers", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2],
