@@ -26,7 +26,7 @@ What is different here, and why:
   latency tables are close to low rank across devices, so this loses little, and each training step
   scores a whole grid of (device, architecture) pairs for the cost of embedding each once: on 2 CPU
   cores it fits in seconds where an MLP over the concatenated input needed minutes for worse accuracy
-  (see predictor/README.md).
+  (see predictor/EXPERIMENTS.md).
 * **Adaptation in closed form.** "Mixing the samples into the training set" is done for the last
   layer exactly: the target's device embedding ``g(d)`` is the prior mean, and a Bayesian linear
   regression on the samples (prior covariance: the spread of the initial-set devices' embeddings)
@@ -67,9 +67,10 @@ class TwoTowerConfig:
     """Every hyper-parameter of `TwoTowerPredictor`, with the chosen values as defaults.
 
     The regressor, synthetic-device and adaptation defaults are the best of a 16-trial Ray Tune sweep
-    on HELP's NB201 meta-valid devices (`python -m predictor.tune --space nasbench201`; the table is
-    in predictor/README.md). The architecture of the model and the reference selection were chosen
-    by hand on meta-train/meta-valid devices as targets, never on meta-test devices.
+    on HELP's NB201 meta-valid devices (`predictor.tune` as of commit a3c17f5, which swept this
+    config; the table is in predictor/EXPERIMENTS.md). The architecture of the model and the
+    reference selection were chosen by hand on meta-train/meta-valid devices as targets, never on
+    meta-test devices.
     """
 
     #: Reference architectures the target measures; also the descriptor's length.
@@ -313,7 +314,7 @@ class TwoTowerPredictor(FewShotPredictor):
         candidates = np.sort(rng.choice(n_arch, min(cfg.greedy_candidates, n_arch), replace=False))
         # Optionally hold out near-duplicates of a held-out device with it (same GPU at another batch
         # size, say). Off by default: on dev targets with their near-duplicates removed it did not
-        # help (±10% 0.633 vs 0.662, predictor/README.md).
+        # help (±10% 0.633 vs 0.662, predictor/EXPERIMENTS.md).
         leave_out = np.corrcoef(self.log_lat_) >= cfg.greedy_cluster_corr
         return greedy_references(self.log_lat_, k, start=start, eval_cols=eval_cols, candidates=candidates,
                                  ridge=cfg.greedy_ridge, leave_out=leave_out)
