@@ -104,8 +104,10 @@ def print_summary(path: Path, summary: dict) -> None:
     lines.append(f"  speedup vs measuring every candidate: {summary['speedup']:.0f}x ({summary['speedup_method'].split(':')[0]})")
     if "verify" in summary:
         v = summary["verify"]
+        # Spearman is None for a one-architecture front: no ranking to compare.
+        rho = "n/a (one architecture)" if v["spearman"] is None else f"{v['spearman']:.3f}"
         lines.append(f"  front re-measured here: {v['n']} archs, within ±10% {v['within_10pct']:.2f}, "
-                     f"Spearman {v['spearman']}")
+                     f"Spearman {rho}")
     print("\n".join(lines))
 
 

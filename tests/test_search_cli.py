@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from nas.benchmark import build_parser as benchmark_parser
-from nas.search import build_parser, main
+from nas.search import build_parser, main, print_summary
 
 
 def run_cli(*args, cwd=None):
@@ -99,3 +99,15 @@ def test_benchmark_help_describes_every_option(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert stop.value.code == 0 and "(default: local)" in text and "NSGA-II generations (default: 20)" in text
     assert "(default: None)" not in text and "(default: False)" not in text
+
+
+@pytest.mark.parametrize("rho, shown", [(0.9820482277227042, "Spearman 0.982"),
+                                        (None, "Spearman n/a (one architecture)")])
+def test_summary_rounds_the_re_measured_fronts_spearman(capsys, rho, shown):
+    summary = {"device": "local", "device_source": "local", "space": "nasbench201", "n_evaluated": 1617,
+               "n_front": 26, "samples_measured": 3, "wall_s": 9.2, "speedup": 60.0,
+               "speedup_method": "measured: 3 samples",
+               "verify": {"n": 26, "within_10pct": 0.88, "spearman": rho}}
+    print_summary("results/run", summary)
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line == f"  front re-measured here: 26 archs, within ±10% 0.88, {shown}"
