@@ -134,9 +134,18 @@ def plot_front(result, path: Path, verify: pd.DataFrame | None = None) -> None:
     ax.step(front["predicted_latency_ms"], front[q.name], where="post", color="C0", marker="o", ms=4,
             label="found front, predicted latency")
     truth = result.target.true_latency_ms
+    title = f"{result.space.name} on {result.target.name}"
     if truth is not None:
         front_true = truth.reindex(front["arch_str"]).to_numpy()
-        ax.scatter(front_true, front[q.name], marker="x", color="C3", s=25, label="found front, table latency")
+        n_in = int(np.isfinite(front_true).sum())
+        # A table may hold only a sample of a large space (FBNet's: 5,000 archs), so the front can
+        # miss it wholly or in part; say so rather than draw an empty or silently partial series.
+        if n_in:
+            part = "" if n_in == len(front) else f" ({n_in} of {len(front)} in the table)"
+            ax.scatter(front_true, front[q.name], marker="x", color="C3", s=25,
+                       label=f"found front, table latency{part}")
+        else:
+            title += f"\nno found-front architecture is in {result.target.name}'s table"
         all_archs = list(truth.index)
         if q.name == "accuracy" and result.space.all_archs() is not None:
             all_acc = np.asarray(q.fn(all_archs))
@@ -147,7 +156,7 @@ def plot_front(result, path: Path, verify: pd.DataFrame | None = None) -> None:
                     label="true front of the whole space")
     ax.set_xlabel(f"latency on {result.target.name} (ms)")
     ax.set_ylabel(q.label)
-    ax.set_title(f"{result.space.name} on {result.target.name}")
+    ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     if verify is not None:
