@@ -109,5 +109,14 @@ def test_summary_rounds_the_re_measured_fronts_spearman(capsys, rho, shown):
                "speedup_method": "measured: 3 samples",
                "verify": {"n": 26, "within_10pct": 0.88, "spearman": rho}}
     print_summary("results/run", summary)
-    line = capsys.readouterr().out.splitlines()[-1]
-    assert line == f"  front re-measured here: 26 archs, within ±10% 0.88, {shown}"
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2] == "  speedup vs measuring every candidate: 60x (measured)"
+    assert lines[-1] == f"  front re-measured here: 26 archs, within ±10% 0.88, {shown}"
+
+
+def test_summary_shows_a_speedup_near_1_with_its_decimals(capsys):
+    summary = {"device": "local", "device_source": "local", "space": "chain_cnn", "n_evaluated": 479,
+               "n_front": 41, "samples_measured": 3, "wall_s": 13.5, "speedup": 0.9974667592875284,
+               "speedup_method": "measured: 3 samples"}
+    print_summary("results/run", summary)
+    assert capsys.readouterr().out.splitlines()[-1] == "  speedup vs measuring every candidate: 1.00x (measured)"
