@@ -43,15 +43,17 @@ class SearchResult:
 
 
 class _GenerationBar(Callback):
-    """A tqdm bar over NSGA-II generations."""
+    """A tqdm bar over NSGA-II generations, counting unique candidates as the summary does."""
 
-    def __init__(self, total: int, enabled: bool):
+    def __init__(self, total: int, enabled: bool, evaluator: Evaluator):
         super().__init__()
+        self.evaluator = evaluator
         self.bar = tqdm(total=total, desc="NSGA-II", unit="gen", disable=not enabled, leave=False)
 
     def notify(self, algorithm):
         self.bar.update(1)
-        self.bar.set_postfix(evaluated=algorithm.evaluator.n_eval)
+        # Not pymoo's n_eval: it counts genomes again when NSGA-II revisits an architecture.
+        self.bar.set_postfix(candidates=self.evaluator.n_evaluated)
 
 
 def load_space(config: SearchConfig) -> SearchSpace:
@@ -142,7 +144,7 @@ def nsga2(pop_size: int) -> NSGA2:
 def run_nsga2(space: SearchSpace, evaluator: Evaluator, pop_size: int, generations: int, seed: int,
               progress: bool) -> pd.DataFrame:
     """Run NSGA-II and return every evaluated candidate with a `on_front` column (archive front)."""
-    bar = _GenerationBar(generations, progress)
+    bar = _GenerationBar(generations, progress, evaluator)
     try:
         minimize(NasProblem(space, evaluator), nsga2(pop_size), ("n_gen", generations), seed=seed,
                  callback=bar, verbose=False)
