@@ -8,6 +8,7 @@ candidate, so they stay inline in the driver: shipping them to a worker would co
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -65,18 +66,18 @@ class RayRunner(InlineRunner):
         self._ray = ray
         self._started_here = False
         if not ray.is_initialized():
-            try:
-                if config.address:
-                    ray.init(address=config.address, log_to_driver=False)
-                else:
-                    # Workers import our packages from the driver's path, installed or not.
-                    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-                    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-                    os.environ["PYTHONPATH"] = path
-                    ray.init(num_cpus=config.workers, include_dashboard=False, log_to_driver=False,
-                             resources={r: 1 for r in config.device_resources}, configure_logging=False)
-            except ConnectionError as exc:
-                raise UsageError(f"cannot join the Ray cluster at {config.address!r}: {exc}") from None
+            if config.address:
+                _join_cluster(ray, config.address)
+            else:
+                # Workers import our packages from the driver's path, installed or not.
+                root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+                path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+                os.environ["PYTHONPATH"] = path
+                # "local": a Ray of our own even where `ray start` left a cluster running on this
+                # machine, which ray.init would otherwise join (and refuse our num_cpus for).
+                ray.init(address="local", num_cpus=config.workers, include_dashboard=False,
+                         log_to_driver=False, resources={r: 1 for r in config.device_resources},
+                         configure_logging=False)
             self._started_here = True
         self._remote = ray.remote(_call_batch)
         self._put: dict[tuple, Any] = {}
@@ -105,6 +106,41 @@ class RayRunner(InlineRunner):
     def close(self) -> None:
         if self._started_here and self._ray.is_initialized():
             self._ray.shutdown()
+
+
+def check_cluster_address(address: str) -> None:
+    """Raise UsageError where nothing listens at a HOST:PORT address: ray.init would retry there for
+    minutes, a plain TCP connect says so in seconds. Addresses Ray resolves itself ("auto") pass."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not (sep and port.isdigit()):
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except socket.gaierror as exc:
+        raise UsageError(f"cannot resolve the Ray address {address!r}: {exc.strerror or exc}") from None
+    except OSError as exc:
+        raise UsageError(f"nothing answers at the Ray address {address!r} ({exc.strerror or exc}); "
+                         f"start the cluster there first: ray start --head --port {port}") from None
+
+
+def _join_cluster(ray, address: str) -> None:
+    """ray.init on an existing cluster, with the two ways it fails turned into errors a user can act on."""
+    check_cluster_address(address)
+    # AuthenticationError is Ray >= 2.52's; older versions fail with ConnectionError alone.
+    auth_error = getattr(ray.exceptions, "AuthenticationError", ConnectionError)
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except (ConnectionError, auth_error) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if address == "auto":
+            reason = "no Ray cluster runs on this machine (nor in RAY_ADDRESS); `ray start --head` starts one"
+        elif os.environ.get("RAY_AUTH_MODE") != "token":
+            # Since Ray 2.59 `ray start` turns token authentication on, and a client given a
+            # HOST:PORT sends no token unless told to.
+            reason += ("; if the cluster uses token authentication (`ray start` turns it on since Ray "
+                       "2.59), set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to what `ray get-auth-token` "
+                       "prints on its head node")
+        raise UsageError(f"cannot join the Ray cluster at {address!r}: {reason}") from None
 
 
 def _ship_user_modules_by_value(objects) -> None:

@@ -20,7 +20,7 @@ from nas.config import SearchConfig, UsageError
 from nas.devices import Target, resolve_target
 from nas.evaluator import Evaluator, Objective
 from nas.metrics import pareto_mask
-from nas.parallel import InlineRunner, ParallelConfig, make_runner
+from nas.parallel import InlineRunner, ParallelConfig, check_cluster_address, make_runner
 from nas.problem import NasProblem
 from predictor.tables import LatencyTable, read_latency_files
 from search_spaces import SearchSpace, get_space
@@ -161,6 +161,8 @@ def run_nsga2(space: SearchSpace, evaluator: Evaluator, pop_size: int, generatio
 
 def run_search(config: SearchConfig) -> SearchResult:
     config.validate()
+    if config.ray_address:
+        check_cluster_address(config.ray_address)  # before the predictor's fit, not a minute later
     start = time.perf_counter()
     timings = {}
     space = load_space(config)

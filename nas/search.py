@@ -45,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "table, e.g. FBNet); default: one per CPU. Table look-ups and predictor calls cost "
                         "microseconds per candidate and always run inline, where Ray would only add overhead")
     p.add_argument("--ray-address", default=None,
-                   help="join an existing Ray cluster (e.g. 10.0.0.1:6379, or 'auto') instead of starting a "
-                        "local one; see the README")
+                   help="join an existing Ray cluster (HOST:PORT, e.g. 10.0.0.1:6379, or 'auto' for the one "
+                        "`ray start` began on this machine) instead of starting a local one; see the README")
     p.add_argument("--out", type=Path, default=SearchConfig.out,
                    help="results go to OUT/<space>-<device>-<time>/")
     p.add_argument("--profiles-dir", type=Path, default=None,

@@ -135,7 +135,9 @@ def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers
         # Trial workers import our packages from the driver's checkout, installed or not.
         root = str(Path(__file__).resolve().parents[1])
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # "local": a Ray of our own, not a cluster `ray start` may have left running on this machine.
+        ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
         started = True
     try:
         with tempfile.TemporaryDirectory(prefix="hwnas-tune-") as storage:

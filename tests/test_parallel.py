@@ -1,12 +1,18 @@
-"""A real local Ray: batches come back in order, and failed or lost tasks are retried."""
+"""A real local Ray: batches come back in order, and failed or lost tasks are retried; cluster
+addresses that cannot work fail with a message, not a hang."""
 
 import os
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from nas.parallel import InlineRunner, ParallelConfig, RayRunner, make_runner
+from nas.config import UsageError
+from nas.parallel import InlineRunner, ParallelConfig, RayRunner, check_cluster_address, make_runner
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _fails_first_time(x: int, marker_dir: str) -> int:
@@ -59,3 +65,42 @@ def test_cheap_work_stays_inline_without_a_cluster_address():
     assert isinstance(make_runner(ParallelConfig(workers=2), expensive=False), InlineRunner)
     assert isinstance(make_runner(None, expensive=True), InlineRunner)
     assert InlineRunner().map(lambda x, k: x * k, [1, 2], 3) == [3, 6]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_cluster_address_where_nothing_listens_is_refused_at_once():
+    # ray.init itself retries such an address for minutes (Ray 2.60).
+    port = _closed_port()
+    with pytest.raises(UsageError, match=f"nothing answers .*ray start --head --port {port}"):
+        check_cluster_address(f"127.0.0.1:{port}")
+    with pytest.raises(UsageError, match="cannot resolve"):
+        check_cluster_address("no-such-host.invalid:6379")
+
+
+def test_a_listening_cluster_address_and_auto_pass_the_check():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        check_cluster_address(f"127.0.0.1:{server.getsockname()[1]}")
+        check_cluster_address(f"ray://127.0.0.1:{server.getsockname()[1]}")
+    check_cluster_address("auto")  # Ray resolves it; nothing to check
+
+
+@pytest.mark.slow
+def test_the_default_local_ray_ignores_a_cluster_found_in_the_environment():
+    # Without an address, ray.init joins the cluster in RAY_ADDRESS or the one `ray start` left on
+    # this machine (and then refuses num_cpus). The default must start a Ray of its own all the same:
+    # here RAY_ADDRESS names a port where nothing listens, which ray.init would wait on for minutes.
+    code = ("from nas.parallel import ParallelConfig, RayRunner\n"
+            "with RayRunner(ParallelConfig(workers=1)) as r:\n"
+            "    print('workers', r.workers, r.map(abs, [-1, -2]))\n")
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{_closed_port()}",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "workers 1 [1, 2]" in done.stdout
