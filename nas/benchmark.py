@@ -117,6 +117,46 @@ def throughput(args) -> dict:
             "scaling": {str(k): v / base for k, v in rates.items()}}
 
 
+def print_proxy(r: dict) -> None:
+    print(f"{r['proxy']} proxy on {r['n']} random NAS-Bench-201 architectures, Spearman with NATS-Bench test "
+          f"accuracy, beside the parameter count's (the baseline a proxy must beat):")
+    for key in r:
+        if key.startswith("spearman_"):
+            dataset = key.removeprefix("spearman_")
+            print(f"  {dataset:15s} proxy {r[key]:6.3f}   parameters {r['params_' + key]:6.3f}")
+    line = f"seconds per architecture, one thread: NAS-Bench-201 {r['seconds_per_arch']:.3f}"
+    if "fbnet_seconds_per_arch" in r:
+        line += f", FBNet {r['fbnet_seconds_per_arch']:.3f} (over {r['n_fbnet']})"
+    print(line)
+
+
+def print_throughput(r: dict) -> None:
+    print(f"{r['proxy']} proxy on {r['n']} random {r['space']} architectures through Ray:")
+    print("  workers  archs/s  scaling")
+    for workers, rate in r["archs_per_s"].items():
+        print(f"  {workers:>7s}  {rate:7.1f}  {r['scaling'][workers]:6.2f}x")
+
+
+def _worker_counts(text: str) -> list[int]:
+    try:
+        counts = [int(v) for v in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers such as 1,2, got {text!r}")
+    return counts
+
+
+def check_args(args) -> None:
+    """Refuse what cannot work before minutes of measuring, not after."""
+    if args.what == "proxy" and not 2 <= args.n <= 15625:
+        raise UsageError(f"--n must be between 2 and 15625 (NAS-Bench-201's size) for a Spearman, got {args.n}")
+    if args.what == "throughput" and args.n < 1:
+        raise UsageError(f"--n must be a positive integer, got {args.n}")
+    if args.json is not None and not args.json.parent.resolve().is_dir():
+        raise UsageError(f"cannot write {args.json}: folder {args.json.parent} does not exist")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nas.benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -136,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=HelpFormatter)
     t.add_argument("--space", default="fbnet", help="search space")
     t.add_argument("--n", type=int, default=96, help="architectures scored per worker count")
-    t.add_argument("--workers", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2],
+    t.add_argument("--workers", type=_worker_counts, default=[1, 2],
                    help="comma-separated worker counts (default: 1,2)")
     t.add_argument("--seed", type=int, default=0, help="seed of the random architectures")
     for sp in (s, x, t):
@@ -148,14 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_args(args)
         result = {"speedup": speedup, "proxy": proxy, "throughput": throughput}[args.what](args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.what == "speedup":
-        print_speedup(result)
-    else:
-        print(json.dumps(result, indent=2))
+    {"speedup": print_speedup, "proxy": print_proxy, "throughput": print_throughput}[args.what](result)
     if args.json:
         tmp = args.json.with_suffix(args.json.suffix + ".tmp")
         tmp.write_text(json.dumps(result, indent=2, default=float) + "\n")

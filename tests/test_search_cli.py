@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from nas.benchmark import build_parser as benchmark_parser
+from nas.benchmark import main as benchmark_main
 from nas.search import build_parser, main, print_summary
 
 
@@ -99,6 +100,26 @@ def test_benchmark_help_describes_every_option(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert stop.value.code == 0 and "(default: local)" in text and "NSGA-II generations (default: 20)" in text
     assert "(default: None)" not in text and "(default: False)" not in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["proxy", "--n", "1"], "--n must be between 2 and 15625"),
+    (["proxy", "--n", "20000"], "--n must be between 2 and 15625"),
+    (["throughput", "--n", "0"], "--n must be a positive integer"),
+    (["throughput", "--n", "4", "--json", "/no/such/dir/x.json"], "folder /no/such/dir does not exist"),
+])
+def test_benchmark_refuses_bad_input_before_any_work(capsys, argv, message):
+    # Each of these used to run (a local Ray, minutes of proxy scores) and then end in a traceback.
+    assert benchmark_main(argv + ["--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("workers", ["0", "1,x", ""])
+def test_benchmark_worker_counts_must_be_positive_integers(capsys, workers):
+    with pytest.raises(SystemExit) as stop:
+        benchmark_parser().parse_args(["throughput", "--workers", workers])
+    assert stop.value.code == 2 and "expected comma-separated positive integers" in capsys.readouterr().err
 
 
 def printed_summary(capsys, **fields) -> list[str]:
