@@ -8,7 +8,6 @@ accuracy and Spearman's rank correlation. The affine nearest-device baseline is 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import tempfile
@@ -50,27 +49,6 @@ class BenchmarkResult:
     notes: list[str] = field(default_factory=list)
 
 
-def maple_available() -> bool:
-    """Whether predictor/maple.py exists (it is written alongside this module)."""
-    return importlib.util.find_spec("predictor.maple") is not None
-
-
-def score(pred: Sequence[float], true: Sequence[float]) -> dict[str, float]:
-    """±1/5/10% error-bound accuracy (fractions) and Spearman, from predictor.metrics where present."""
-    if importlib.util.find_spec("predictor.metrics") is not None:
-        from predictor.metrics import latency_scores
-
-        return latency_scores(pred, true)
-    import pandas as pd
-
-    pred, true = np.asarray(pred, float), np.asarray(true, float)
-    rel = np.abs(pred - true) / true
-    out = {f"within_{b}pct": float(np.mean(rel <= b / 100 + 1e-12)) for b in (1, 5, 10)}
-    # Pearson of average ranks is Spearman with ties, without needing scipy.
-    out["spearman"] = float(pd.Series(pred).rank().corr(pd.Series(true).rank()))
-    return out
-
-
 def sample_archs(space, n: int, seed: int) -> list[str]:
     """`n` distinct archs drawn uniformly with `seed`."""
     rng = np.random.default_rng(seed)
@@ -89,12 +67,13 @@ def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None
                   progress: bool = True) -> BenchmarkResult:
     """Measure, adapt, predict and score; see the module docstring.
 
-    `reference_archs` overrides the predictor's choice. Without predictor/maple.py the baseline
-    alone is scored, adapted from `reference_archs` or, failing those, 3 random archs outside the N.
+    `reference_archs` overrides the predictor's choice. With `config.use_maple` False the baseline
+    alone is scored, adapted from `reference_archs` or, failing those, random archs outside the N.
     """
     import pandas as pd
 
     from predictor.baselines import AffineNearestDevice
+    from predictor.metrics import latency_scores
     from predictor.tables import LatencyTable
     from search_spaces.registry import get_space
 
@@ -107,7 +86,7 @@ def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None
     test = sample_archs(space, config.n, config.seed)
 
     maple = None
-    if config.use_maple and maple_available():
+    if config.use_maple:
         from predictor.maple import MaplePredictor
 
         maple = MaplePredictor(space).fit(table)
@@ -117,9 +96,8 @@ def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None
         refs, source = list(maple.reference_archs(config.n_reference)), "maple.reference_archs"
     else:
         pool = [a for a in sample_archs(space, config.n + 50, config.seed + 1) if a not in set(test)]
-        why = "not asked for" if not config.use_maple else "predictor/maple.py not present"
-        refs, source = pool[:config.n_reference], f"random (MAPLE {why})"
-        notes.append(f"MAPLE {why}: only the affine baseline is scored")
+        refs, source = pool[:config.n_reference], "random (MAPLE not asked for)"
+        notes.append("MAPLE not asked for: only the affine baseline is scored")
 
     # The references are measured in the same call as the test archs (interleaved with them when
     # measure.rounds > 1), so that they see the same machine: a reference measured during a slow
@@ -148,7 +126,7 @@ def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None
         for label, make in factories.items():
             pred = np.asarray(make().adapt(refs_stat).predict(test), dtype=float)
             predictions[label + suffix] = dict(zip(test, map(float, pred)))
-            scores[label + suffix] = score(pred, true)
+            scores[label + suffix] = latency_scores(pred, true)
     busy = busy_warning(list(measured.values()))
     if busy:
         notes.append(f"warning: {busy}")

@@ -8,7 +8,6 @@ written unless the whole profile was measured.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import warnings
 from typing import Sequence
@@ -138,9 +137,6 @@ def _measure_config(args):
 
 
 def _reference_archs(space, k: int) -> list[str]:
-    if importlib.util.find_spec("predictor.maple") is None:
-        raise UsageError("predictor/maple.py is not available, so the reference archs are unknown; "
-                         "pass them with --arch ARCH (repeatable)")
     from predictor.maple import MaplePredictor
     from predictor.tables import LatencyTable
 
@@ -241,6 +237,8 @@ def _benchmark(args) -> int:
     from profiler.benchmark import BenchmarkConfig, format_result, run_benchmark, write_json
     from profiler.measure import MeasurementError
 
+    if args.n < 2:
+        raise UsageError("--n must be at least 2: a Spearman needs two architectures to rank")
     space = _space(args.space)
     config = BenchmarkConfig(space=space.name, n=args.n, seed=args.seed, n_reference=args.reference,
                              measure=_measure_config(args))
