@@ -153,6 +153,8 @@ def check_args(args) -> None:
         raise UsageError(f"--n must be between 2 and 15625 (NAS-Bench-201's size) for a Spearman, got {args.n}")
     if args.what == "throughput" and args.n < 1:
         raise UsageError(f"--n must be a positive integer, got {args.n}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
     if args.json is not None and not args.json.parent.resolve().is_dir():
         raise UsageError(f"cannot write {args.json}: folder {args.json.parent} does not exist")
 

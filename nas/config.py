@@ -48,3 +48,5 @@ class SearchConfig:
             raise UsageError(f"--samples must be a positive integer, got {self.samples}")
         if self.workers is not None and self.workers <= 0:
             raise UsageError(f"--workers must be a positive integer, got {self.workers}")
+        if self.seed < 0:
+            raise UsageError(f"--seed must be a non-negative integer, got {self.seed}")

@@ -109,11 +109,13 @@ class RayRunner(InlineRunner):
 
 
 def check_cluster_address(address: str) -> None:
-    """Raise UsageError where nothing listens at a HOST:PORT address: ray.init would retry there for
-    minutes, a plain TCP connect says so in seconds. Addresses Ray resolves itself ("auto") pass."""
+    """Raise UsageError unless `address` is "auto" or a HOST:PORT where something listens: ray.init
+    would retry a silent address for minutes, a plain TCP connect says so in seconds."""
+    if address == "auto":
+        return  # Ray finds the cluster itself, and says at once when there is none
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not (sep and port.isdigit()):
-        return
+        raise UsageError(f"--ray-address {address!r} is not HOST:PORT (e.g. 10.0.0.1:6379) or 'auto'")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
     except socket.gaierror as exc:
@@ -130,6 +132,8 @@ def _join_cluster(ray, address: str) -> None:
     auth_error = getattr(ray.exceptions, "AuthenticationError", ConnectionError)
     try:
         ray.init(address=address, log_to_driver=False)
+    except ValueError as exc:  # what the check above lets through and Ray still cannot parse
+        raise UsageError(f"--ray-address {address!r}: {exc}") from None
     except (ConnectionError, auth_error) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if address == "auto":

@@ -21,14 +21,21 @@ class UsageError(Exception):
     """A mistake the user can fix; printed as one line, exit status 2."""
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _int_at_least(minimum: int, what: str):
+    """An argparse type: an integer no smaller than `minimum`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+    return parse
+
+
+_positive = _int_at_least(1, "a positive integer")
+_seed = _int_at_least(0, "a non-negative integer")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "predictor on them. The predictor needs at least two devices: a second machine, or this "
                     "one at another batch size, counts as one.")
     c.add_argument("--n", type=_positive, default=200, help="architectures to measure (default: 200)")
-    c.add_argument("--seed", type=int, default=0, help="seed of the random architectures (default: 0)")
+    c.add_argument("--seed", type=_seed, default=0, help="seed of the random architectures (default: 0)")
     c.add_argument("--out", default="tables", help="folder of latency tables (default: tables)")
     c.add_argument("--device-name", default=None,
                    help="name of this machine in the table (default: host-<hostname>-b<batch>)")
@@ -90,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "reference archs measured here, predict the N and print ±10% error-bound accuracy and Spearman "
                     "(with the affine nearest-device baseline alongside).")
     b.add_argument("--n", type=_positive, default=100, help="random architectures to measure (default: 100)")
-    b.add_argument("--seed", type=int, default=0, help="seed of the random architectures (default: 0)")
+    b.add_argument("--seed", type=_seed, default=0, help="seed of the random architectures (default: 0)")
     b.add_argument("--reference", type=_positive, default=3, help="reference archs to adapt from (default: 3)")
     b.add_argument("--json", metavar="PATH", help="also write every measurement and prediction to PATH")
     return parser

@@ -80,6 +80,9 @@ def test_a_cluster_address_where_nothing_listens_is_refused_at_once():
         check_cluster_address(f"127.0.0.1:{port}")
     with pytest.raises(UsageError, match="cannot resolve"):
         check_cluster_address("no-such-host.invalid:6379")
+    for malformed in ("head-node", "head-node:port", "10.0.0.1:"):
+        with pytest.raises(UsageError, match="is not HOST:PORT"):
+            check_cluster_address(malformed)
 
 
 def test_a_listening_cluster_address_and_auto_pass_the_check():

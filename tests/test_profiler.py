@@ -314,3 +314,8 @@ def test_cli_benchmark_needs_two_archs_for_a_spearman():
     # With one architecture the benchmark used to print "Spearman 0.000", a figure nothing measured.
     proc = _cli("benchmark", "--n", "1", "--quiet")
     assert proc.returncode == 2 and proc.stderr.startswith("error: --n must be at least 2") and proc.stdout == ""
+
+
+def test_cli_seed_must_be_non_negative():
+    proc = _cli("collect", "--space", "nasbench201", "--n", "2", "--seed", "-1", "--out", "unused")
+    assert proc.returncode == 2 and "--seed: expected a non-negative integer, got -1" in proc.stderr

@@ -48,6 +48,8 @@ def test_small_search_on_a_table_device_writes_every_result(tmp_path):
     (["--pop-size", "0"], "--pop-size must be a positive integer"),
     (["--generations", "-1"], "--generations must be a positive integer"),
     (["--space", "missing_file.py:Space"], "not found"),
+    (["--seed", "-1"], "--seed must be a non-negative integer"),
+    (["--ray-address", "head-node"], "is not HOST:PORT"),
 ])
 def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, args, expected):
     out = tmp_path / "results"
@@ -106,6 +108,7 @@ def test_benchmark_help_describes_every_option(capsys):
     (["proxy", "--n", "1"], "--n must be between 2 and 15625"),
     (["proxy", "--n", "20000"], "--n must be between 2 and 15625"),
     (["throughput", "--n", "0"], "--n must be a positive integer"),
+    (["proxy", "--n", "5", "--seed", "-1"], "--seed must be a non-negative integer"),
     (["throughput", "--n", "4", "--json", "/no/such/dir/x.json"], "folder /no/such/dir does not exist"),
 ])
 def test_benchmark_refuses_bad_input_before_any_work(capsys, argv, message):
