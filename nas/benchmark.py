@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_args(args)
         result = {"speedup": speedup, "proxy": proxy, "throughput": throughput}[args.what](args)
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -84,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
             out.discard()
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if out is not None:
+            out.discard()
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130  # the shell's code for a run stopped by Ctrl-C
     except BaseException:
         if out is not None:
             out.discard()

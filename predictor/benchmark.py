@@ -267,6 +267,9 @@ def main(argv=None) -> int:
             raise UsageError(f"cannot write {args.json}: folder {args.json.parent} does not exist")
         result = run(args.space, args.samples, args.trials, args.devices, args.table,
                      progress=not args.no_progress, seeds=args.seeds)
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

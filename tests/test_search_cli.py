@@ -1,8 +1,10 @@
 """The search command end to end on the shipped tables, and its answers to bad input."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -59,6 +61,20 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, args, expecte
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0]
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_ctrl_c_stops_with_one_line_exit_130_and_leaves_nothing(tmp_path):
+    out = tmp_path / "results"
+    run = subprocess.Popen([sys.executable, "-m", "nas.search", "--out", str(out), "--no-progress"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    # The run's hidden temporary folder appears once main() is under way (after the imports).
+    while not (out.exists() and any(out.iterdir())) and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130 and stderr.strip() == "interrupted: nothing was written" and stdout == ""
+    assert not out.exists()
 
 
 def test_failed_run_removes_the_folders_it_created_and_keeps_existing_ones(tmp_path):
