@@ -65,8 +65,11 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, args, expecte
 
 def test_ctrl_c_stops_with_one_line_exit_130_and_leaves_nothing(tmp_path):
     out = tmp_path / "results"
+    # SIGINT back to its default in the child: a shell that starts a job in the background (as CI
+    # may) passes it on ignored, and Python then never turns it into KeyboardInterrupt.
     run = subprocess.Popen([sys.executable, "-m", "nas.search", "--out", str(out), "--no-progress"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     # The run's hidden temporary folder appears once main() is under way (after the imports).
     while not (out.exists() and any(out.iterdir())) and run.poll() is None and time.monotonic() < deadline:
