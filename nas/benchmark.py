@@ -201,8 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     {"speedup": print_speedup, "proxy": print_proxy, "throughput": print_throughput}[args.what](result)
     if args.json:
         tmp = args.json.with_suffix(args.json.suffix + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2, default=float) + "\n")
-        tmp.replace(args.json)
+        try:
+            tmp.write_text(json.dumps(result, indent=2, default=float) + "\n")
+            tmp.replace(args.json)
+        except OSError as exc:  # the figures above are printed all the same
+            print(f"error: cannot write {args.json}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     return 0
 
 
