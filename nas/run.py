@@ -123,8 +123,18 @@ def build_predictor(space: SearchSpace, table: LatencyTable, target: Target, n_s
     from predictor.maple import MaplePredictor
 
     initial = table.without(target.name) if target.name in table.devices else table
-    predictor = MaplePredictor(space).fit(initial)
-    references = predictor.reference_archs(n_samples)
+    if len(initial.devices) < 2:
+        # The prior over a device's costs is learnt across devices: one device gives it no spread.
+        have = ", ".join(initial.devices) or "none"
+        raise UsageError(f"the predictor needs latency tables of at least 2 devices besides the target "
+                         f"{target.name!r}; these tables give {len(initial.devices)} ({have}). Measure another "
+                         f"with python -m profiler collect, on another machine or at another --batch-size")
+    try:
+        predictor = MaplePredictor(space).fit(initial)
+        references = predictor.reference_archs(n_samples)
+    except ValueError as exc:  # tables too small, e.g. fewer architectures than samples to measure
+        raise UsageError(f"cannot fit the predictor on these tables ({len(initial.archs)} architectures) "
+                         f"with --samples {n_samples}: {exc}") from None
     t = time.perf_counter()
     samples = target.measure(references)
     return predictor.adapt(samples), samples, time.perf_counter() - t

@@ -92,6 +92,25 @@ def test_failed_run_removes_the_folders_it_created_and_keeps_existing_ones(tmp_p
     assert existing.is_dir() and not any(existing.iterdir())
 
 
+@pytest.mark.parametrize("devices, n_archs, args, expected", [
+    # The target's own column leaves one device for the prior.
+    (["gold_6226", "pixel3"], 20, ["--device", "gold_6226"], "at least 2 devices besides the target 'gold_6226'"),
+    # More samples to measure than the tables have architectures.
+    (["gold_6226", "pixel3", "raspi4"], 5, ["--device", "gold_6226", "--samples", "8"],
+     "(5 architectures) with --samples 8"),
+])
+def test_tables_too_small_for_the_predictor_are_one_line_errors(tmp_path, devices, n_archs, args, expected):
+    from search_spaces import get_space
+
+    long = get_space("nasbench201").latency_table()
+    archs = long["arch_str"].unique()[:n_archs]
+    long[long["device"].isin(devices) & long["arch_str"].isin(archs)].to_csv(tmp_path / "t.csv", index=False)
+    r = run_cli("--tables", str(tmp_path / "t.csv"), *args, "--out", str(tmp_path / "results"), "--no-progress")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: ") and expected in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "results").exists()
+
+
 def test_unknown_device_lists_the_known_ones(tmp_path):
     r = run_cli("--device", "no_such_device", "--out", str(tmp_path), "--no-progress")
     assert r.returncode == 2
