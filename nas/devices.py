@@ -74,7 +74,8 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
             if missing:
                 raise UsageError(
                     f"profile {name!r} lacks {len(missing)} of the architectures the predictor asks for; "
-                    f"re-run on that machine: python -m profiler profile --name {name} --space {space.name}")
+                    f"re-run on that machine: python -m profiler profile --name {name} --space {space.name} "
+                    f"--samples {len(archs)}")
             return {a: float(profile.samples[a]) for a in archs}
 
         cpu = profile.machine.get("cpu_model", "unknown CPU")

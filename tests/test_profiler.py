@@ -319,3 +319,14 @@ def test_cli_benchmark_needs_two_archs_for_a_spearman():
 def test_cli_seed_must_be_non_negative():
     proc = _cli("collect", "--space", "nasbench201", "--n", "2", "--seed", "-1", "--out", "unused")
     assert proc.returncode == 2 and "--seed: expected a non-negative integer, got -1" in proc.stderr
+
+
+def test_search_on_a_profile_without_its_references_names_the_command_to_run(tmp_path):
+    # The profile holds two architectures, not the predictor's references: the search must say how
+    # to make one that does, with the number of samples it asked for.
+    save_profile(_profile(), tmp_path)
+    r = subprocess.run([sys.executable, "-m", "nas.search", "--device", "box1", "--profiles-dir", str(tmp_path),
+                        "--samples", "5", "--out", str(tmp_path / "results"), "--no-progress"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "lacks 5 of the architectures" in r.stderr
+    assert r.stderr.strip().endswith("python -m profiler profile --name box1 --space nasbench201 --samples 5")
