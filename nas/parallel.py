@@ -126,13 +126,13 @@ def check_cluster_address(address: str) -> None:
 
 
 def _join_cluster(ray, address: str) -> None:
-    """ray.init on an existing cluster, with the two ways it fails turned into errors a user can act on."""
-    check_cluster_address(address)
+    """ray.init on an existing cluster, with the ways it fails turned into errors a user can act on.
+    The address itself is checked once, by `check_cluster_address` before the predictor's fit."""
     # AuthenticationError is Ray >= 2.52's; older versions fail with ConnectionError alone.
     auth_error = getattr(ray.exceptions, "AuthenticationError", ConnectionError)
     try:
         ray.init(address=address, log_to_driver=False)
-    except ValueError as exc:  # what the check above lets through and Ray still cannot parse
+    except ValueError as exc:  # what check_cluster_address lets through and Ray still cannot parse
         raise UsageError(f"--ray-address {address!r}: {exc}") from None
     except (ConnectionError, auth_error) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
