@@ -7,6 +7,7 @@ In order: a device with a shipped table (its 'measurement' is the table value), 
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -51,21 +52,39 @@ def _saved_profiles(profiles_dir: Path | None, space_name: str) -> list[str]:
     return sorted(p.name[: -len(suffix)] for p in directory.glob(f"*{suffix}")) if directory.is_dir() else []
 
 
+def profile_command(name: str, space: SearchSpace, tables: Sequence[Path] = (), samples: int | None = None) -> str:
+    """The command that makes, on the target machine, the profile a search for `name` looks for.
+
+    It names the space as the user did (`space.spec`) and the search's `--tables`, which decide the
+    reference architectures the profile must hold.
+    """
+    words = ["python", "-m", "profiler", "profile", "--name", name, "--space", space.spec]
+    if tables:
+        words += ["--tables", *map(str, tables)]
+    if samples is not None:
+        words += ["--samples", str(samples)]
+    return shlex.join(words)
+
+
 def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_dir: Path | None = None,
-                   batch_size: int = 1, progress: bool = True) -> Target:
-    """The target called `name`; UsageError naming what to do when it cannot be had."""
+                   batch_size: int = 1, progress: bool = True, tables: Sequence[Path] = ()) -> Target:
+    """The target called `name`; UsageError naming what to do when it cannot be had.
+
+    `table` is the predictor's initial set: the space's shipped tables, or the user's `tables`.
+    """
     if name in table.devices:
         column = table.column(name)
 
         def from_table(archs):
             return {a: float(column[a]) for a in archs}
 
-        return Target(name, "table", f"shipped {space.name} latency table", from_table, column)
+        origin = "given" if tables else "shipped"
+        return Target(name, "table", f"{origin} {space.name} latency table", from_table, column)
 
     from profiler.profiles import ProfileError, load_profile
 
     try:
-        profile = load_profile(name, space.name, profiles_dir)
+        profile = load_profile(name, space.name, profiles_dir, redo=profile_command(name, space, tables))
     except ProfileError as exc:
         raise UsageError(str(exc)) from None
     if profile is not None:
@@ -74,8 +93,7 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
             if missing:
                 raise UsageError(
                     f"profile {name!r} lacks {len(missing)} of the architectures the predictor asks for; "
-                    f"re-run on that machine: python -m profiler profile --name {name} --space {space.name} "
-                    f"--samples {len(archs)}")
+                    f"re-run on that machine: {profile_command(name, space, tables, len(archs))}")
             return {a: float(profile.samples[a]) for a in archs}
 
         cpu = profile.machine.get("cpu_model", "unknown CPU")
@@ -87,9 +105,8 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
 
     known = ", ".join(known_devices(table, profiles_dir, space))
     raise UsageError(
-        f"unknown device {name!r} for {space.name}: no shipped table and no saved profile. "
-        f"To target that machine, run there: python -m profiler profile --name {name} --space {space.name} "
-        f"(known devices: {known})")
+        f"unknown device {name!r} for {space.name}: no {'given' if tables else 'shipped'} table and no saved "
+        f"profile. To target that machine, run there: {profile_command(name, space, tables)} (known devices: {known})")
 
 
 def _local_target(name: str, space: SearchSpace, batch_size: int, progress: bool) -> Target:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass, field
 
@@ -84,7 +85,7 @@ def initial_table(space: SearchSpace, tables=()) -> LatencyTable:
         if long is None:
             raise UsageError(
                 f"search space {space.name!r} ships no latency tables. Measure an initial set on this machine "
-                f"(and on any other you have) with: python -m profiler collect --space {space.name} --n 200 "
+                f"(and on any other you have) with: python -m profiler collect --space {shlex.quote(space.spec)} --n 200 "
                 f"--out tables/; then search with --tables tables/")
     try:
         return LatencyTable.from_long(long)
@@ -122,13 +123,10 @@ def build_predictor(space: SearchSpace, table: LatencyTable, target: Target, n_s
     """
     from predictor.maple import MaplePredictor
 
-    initial = table.without(target.name) if target.name in table.devices else table
-    if len(initial.devices) < 2:
-        # The prior over a device's costs is learnt across devices: one device gives it no spread.
-        have = ", ".join(initial.devices) or "none"
-        raise UsageError(f"the predictor needs latency tables of at least 2 devices besides the target "
-                         f"{target.name!r}; these tables give {len(initial.devices)} ({have}). Measure another "
-                         f"with python -m profiler collect, on another machine or at another --batch-size")
+    try:
+        initial = table.initial_set(target.name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     try:
         predictor = MaplePredictor(space).fit(initial)
         references = predictor.reference_archs(n_samples)
@@ -177,7 +175,8 @@ def run_search(config: SearchConfig) -> SearchResult:
     timings = {}
     space = load_space(config)
     table = initial_table(space, config.tables)
-    target = resolve_target(config.device, space, table, config.profiles_dir, progress=config.progress)
+    target = resolve_target(config.device, space, table, config.profiles_dir, progress=config.progress,
+                            tables=config.tables)
 
     t = time.perf_counter()
     predictor, samples, measure_s = build_predictor(space, table, target, config.samples)

@@ -51,6 +51,20 @@ class LatencyTable:
         """The initial set for `device` as target: every other device."""
         return self.select([d for d in self.devices if d != device])
 
+    def initial_set(self, target: str) -> "LatencyTable":
+        """What the predictor learns from for `target`: every other device, at least two of them.
+
+        Raises ValueError, saying how to get more, when fewer than two remain: the prior over a
+        device's costs is learnt across devices, and one device gives it no spread.
+        """
+        initial = self.without(target)
+        if len(initial.devices) < 2:
+            have = ", ".join(initial.devices) or "none"
+            raise ValueError(f"the predictor needs latency tables of at least 2 devices besides the target "
+                             f"{target!r}; these tables give {len(initial.devices)} ({have}). Measure another "
+                             f"with python -m profiler collect, on another machine or at another --batch-size")
+        return initial
+
     def column(self, device: str) -> pd.Series:
         """Latencies (ms) of one device, indexed by arch string."""
         return pd.Series(self.latency_ms[self.devices.index(device)], index=list(self.archs), name=device)

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how many reference archs the predictor picks (default: 3, as in MAPLE)")
     p.add_argument("--arch", action="append", metavar="ARCH",
                    help="measure this architecture instead of the predictor's choice (repeatable)")
+    p.add_argument("--tables", nargs="+", metavar="PATH", default=(),
+                   help="the latency tables the search will train on (its --tables): the predictor picks the "
+                        "reference archs from them; needed for a space that ships none")
     p.add_argument("--profiles-dir", help="directory for profiles (default: $HWNAS_PROFILES_DIR or "
                                           "~/.local/share/hwnas/profiles)")
     p.add_argument("--counters", choices=("auto", "required", "off"), default="auto",
@@ -143,15 +146,27 @@ def _measure_config(args):
     return config
 
 
-def _reference_archs(space, k: int) -> list[str]:
+def _reference_archs(space, k: int, tables: Sequence[str], name: str) -> list[str]:
+    """The archs `nas.search --device NAME` will ask the profile for: the predictor's references when
+    fitted on the same initial set (the shipped tables, or the search's --tables, without NAME)."""
     from predictor.maple import MaplePredictor
-    from predictor.tables import LatencyTable
+    from predictor.tables import LatencyTable, read_latency_files
 
-    table = space.latency_table()
-    if table is None:
-        raise UsageError(f"search space {space.name!r} ships no latency table to choose reference archs from; "
-                         "pass them with --arch ARCH (repeatable)")
-    return list(MaplePredictor(space).fit(LatencyTable.from_long(table)).reference_archs(k))
+    if tables:
+        try:
+            long = read_latency_files(tables)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    else:
+        long = space.latency_table()
+        if long is None:
+            raise UsageError(f"search space {space.name!r} ships no latency table to choose reference archs from; "
+                             "pass the tables the search will use with --tables PATH (or the archs with --arch)")
+    try:
+        initial = LatencyTable.from_long(long).initial_set(name)
+        return list(MaplePredictor(space).fit(initial).reference_archs(k))
+    except ValueError as exc:  # e.g. an arch string not in the space, fewer archs than --samples
+        raise UsageError(f"cannot choose {k} reference archs from these tables: {exc}") from None
 
 
 def _profile(args) -> int:
@@ -173,7 +188,7 @@ def _profile(args) -> int:
             except ValueError as exc:
                 raise UsageError(f"--arch: {exc}") from None
     else:
-        archs = _reference_archs(space, args.samples)
+        archs = _reference_archs(space, args.samples, args.tables, args.name)
     try:
         directory = check_writable(args.profiles_dir)
     except ProfileError as exc:
@@ -247,7 +262,7 @@ def _benchmark(args) -> int:
     if args.n < 2:
         raise UsageError("--n must be at least 2: a Spearman needs two architectures to rank")
     space = _space(args.space)
-    config = BenchmarkConfig(space=space.name, n=args.n, seed=args.seed, n_reference=args.reference,
+    config = BenchmarkConfig(space=space.spec, n=args.n, seed=args.seed, n_reference=args.reference,
                              measure=_measure_config(args))
     if args.json:
         _check_writable_file(args.json)  # before minutes of measuring, not after

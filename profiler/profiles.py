@@ -122,11 +122,13 @@ def save_profile(p: DeviceProfile, directory: Path | str | None = None) -> Path:
     return path
 
 
-def load_profile(name: str, space: str, directory: Path | str | None = None) -> DeviceProfile | None:
+def load_profile(name: str, space: str, directory: Path | str | None = None,
+                 redo: str | None = None) -> DeviceProfile | None:
     """The saved profile `name` for `space`, or None when there is none.
 
     Raises ProfileError, naming the file and what to do, when it is not valid JSON, lacks fields,
-    was written by an incompatible version or is for another space or name. A name that cannot be
+    was written by an incompatible version or is for another space or name; `redo` is the command
+    that makes it again (default: the profile command for a built-in space). A name that cannot be
     a profile file name (see `profile_path`) has no profile: None.
     """
     if not _NAME.match(name or ""):
@@ -134,7 +136,7 @@ def load_profile(name: str, space: str, directory: Path | str | None = None) -> 
     path = profile_path(name, space, directory)
     if not path.is_file():
         return None
-    redo = f"delete it, or re-run on that machine: python -m profiler profile --name {name} --space {space}"
+    redo = f"delete it, or re-run on that machine: {redo or f'python -m profiler profile --name {name} --space {space}'}"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:

@@ -44,6 +44,13 @@ class SearchSpace(ABC):
     def encode(self, arch: str) -> np.ndarray:
         """Genome of a canonical architecture string; raises ValueError if `arch` is not in the space."""
 
+    @property
+    def spec(self) -> str:
+        """What to pass as `--space` to load this space again: its name, or the `file.py:Class` /
+        `module:Class` it was loaded from (set by `search_spaces.registry.get_space`). Commands printed
+        for the user carry it, since a user space's `name` alone does not find it."""
+        return self.__dict__.get("_spec", self.name)
+
     def is_valid(self, genome: Sequence[int]) -> bool:
         g = np.asarray(genome)
         return g.shape == (self.n_vars,) and bool(np.all((g >= 0) & (g < self.n_choices)))

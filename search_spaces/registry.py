@@ -93,6 +93,8 @@ def get_space(name: str, dataset: str | None = None) -> SearchSpace:
     if dataset is not None and cls.datasets and dataset not in cls.datasets:
         raise ValueError(f"unknown dataset {dataset!r} for {name}; choose from {', '.join(cls.datasets)}")
     try:
-        return cls(dataset) if dataset is not None else cls()
+        space = cls(dataset) if dataset is not None else cls()
     except TypeError as exc:
         raise ValueError(f"cannot construct {name}: {exc}") from None
+    space._spec = name
+    return space

@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -32,14 +33,20 @@ def test_a_space_loads_from_a_file_path():
     assert list(space.encode(arch)) == [0, 1, 3, 0, 2, 2, 1, 0]
 
 
+def _collect(tables: Path, batches=(1, 2, 4)) -> None:
+    """Latency tables of the example space, one (this machine, batch) device per batch size."""
+    space = get_space(EXAMPLE)
+    archs = collect_archs(space, 16, seed=0)
+    for batch in batches:
+        config = MeasureConfig(batch_size=batch, warmup=1, runs=3)
+        write_table(collect_table(space, archs, f"here-b{batch}", config, progress=False), tables)
+
+
 @pytest.mark.slow
 def test_collect_then_search_through_a_user_space(tmp_path):
     space = get_space(EXAMPLE)
-    archs = collect_archs(space, 16, seed=0)
     tables = tmp_path / "tables"
-    for batch in (1, 2, 4):  # three (machine, batch) devices: the target plus an initial set of two
-        config = MeasureConfig(batch_size=batch, warmup=1, runs=3)
-        write_table(collect_table(space, archs, f"here-b{batch}", config, progress=False), tables)
+    _collect(tables)  # three devices: the target plus an initial set of two
     assert sorted(p.name for p in tables.iterdir()) == ["here-b1.csv", "here-b2.csv", "here-b4.csv"]
 
     out = tmp_path / "results"
@@ -79,7 +86,33 @@ def test_bad_user_spaces_are_one_line_and_exit_2(tmp_path, space, expected):
 def test_a_user_space_without_tables_is_told_what_to_run(tmp_path):
     r = run_cli("--space", EXAMPLE, "--out", str(tmp_path / "r"), "--no-progress")
     assert r.returncode == 2
-    assert "python -m profiler collect --space" in r.stderr and "--tables" in r.stderr
+    # The space as the user named it: its name alone ('chain_cnn') is not a space the profiler can load.
+    assert f"python -m profiler collect --space {EXAMPLE} --n 200" in r.stderr and "--tables" in r.stderr
+
+
+@pytest.mark.slow
+def test_a_named_device_for_a_user_space_gets_a_profile_command_that_works(tmp_path, monkeypatch):
+    tables = tmp_path / "tables"
+    _collect(tables, batches=(1, 2))
+    monkeypatch.setenv("HWNAS_PROFILES_DIR", str(tmp_path / "profiles"))
+    search = ["--space", EXAMPLE, "--tables", str(tables), "--device", "box", "--pop-size", "8",
+              "--generations", "2", "--workers", "1", "--no-progress"]
+    r = run_cli(*search, "--out", str(tmp_path / "r"))
+    assert r.returncode == 2 and "unknown device 'box'" in r.stderr
+    command = r.stderr.split("run there: ", 1)[1].split(" (known devices", 1)[0]
+    words = shlex.split(command)
+    assert words[:4] == ["python", "-m", "profiler", "profile"] and "--tables" in words
+
+    # The printed command, as a user on that machine would run it (fewer timed runs, for speed).
+    made = subprocess.run([sys.executable, *words[1:], "--runs", "3", "--warmup", "1", "--quiet"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert made.returncode == 0, made.stderr
+    r = run_cli(*search, "--out", str(tmp_path / "r"))
+    assert r.returncode == 0, r.stderr
+    (run,) = list((tmp_path / "r").iterdir())
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["device"] == "box" and summary["device_source"] == "profile"
+    assert summary["samples_measured"] == 3
 
 
 def test_tables_the_space_cannot_parse_are_refused(tmp_path):

@@ -244,7 +244,15 @@ def test_cli_unknown_space_exits_2_without_traceback():
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
+    one_device = tmp_path / "one.csv"
+    one_device.write_text(f"device,arch_str,latency_ms\nbox2,{TINY},1.0\nbox2,{TINY2},2.0\n")
+    not_nb201 = tmp_path / "other.csv"
+    not_nb201.write_text("device,arch_str,latency_ms\n" + "".join(f"{d},conv3x3/{w},1.0\n" for d in "abc"
+                                                                  for w in range(5)))
     cases = [
+        ("--tables", str(tmp_path / "missing"), "--profiles-dir", str(tmp_path / "p")),  # no such tables
+        ("--tables", str(one_device), "--profiles-dir", str(tmp_path / "p")),            # 1 device: no prior
+        ("--tables", str(not_nb201), "--profiles-dir", str(tmp_path / "p")),             # archs of another space
         ("--arch", TINY, "--profiles-dir", str(blocker / "sub")),                       # unwritable
         ("--arch", "not-an-arch", "--profiles-dir", str(tmp_path / "p")),               # does not parse
         ("--arch", TINY, "--counters", "required", "--perf", "/nonexistent/perf",       # perf missing
