@@ -48,6 +48,7 @@ def test_small_search_on_a_table_device_writes_every_result(tmp_path):
     (["--space", "no_such_space"], "unknown search space"),
     (["--dataset", "mnist"], "unknown dataset"),
     (["--pop-size", "0"], "--pop-size must be a positive integer"),
+    (["--pop-size", "100000"], "--pop-size must be at most 10000"),
     (["--generations", "-1"], "--generations must be a positive integer"),
     (["--space", "missing_file.py:Space"], "not found"),
     (["--seed", "-1"], "--seed must be a non-negative integer"),
