@@ -82,7 +82,10 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
     def sample(which):
         missing = [a for a in which if a not in truth.index]
         if missing:
-            raise UsageError(f"target {truth.name!r} has no latency for reference arch {missing[0]!r}")
+            raise UsageError(
+                f"target {truth.name!r} lacks {len(missing)} of the {len(which)} reference architectures the "
+                f"predictor adapts from (e.g. {missing[0]!r}): its table must hold them. To score this machine, "
+                f"python -m profiler benchmark measures them along with the test architectures")
         return {a: float(truth[a]) for a in which}
 
     def score(method, pred):
@@ -171,15 +174,15 @@ def run(space_name: str, k: int, trials: int, devices=None, table_path=None, con
     per_device = {}
     bar = tqdm(total=len(targets) * seeds * trials, desc="targets x seeds x trials", unit="trial",
                disable=not progress)
-    for name, initial, truth in targets:
-        bar.set_postfix(device=name)
-        truth.name = name
-        scores = evaluate_target(space, initial, truth, k, trials, config, fits, methods, seeds, bar)
-        per_device[name] = {m: {**{key: _mean(v) for key, v in s.items()},
-                                **{f"{key}_std": _std(v) for key, v in s.items()}}
-                            for m, s in scores.items()}
-        fits.clear()  # a target's fits are no use to the next target (its initial set differs)
-    bar.close()
+    with bar:  # closed before an error is printed, so that the message is not drawn over
+        for name, initial, truth in targets:
+            bar.set_postfix(device=name)
+            truth.name = name
+            scores = evaluate_target(space, initial, truth, k, trials, config, fits, methods, seeds, bar)
+            per_device[name] = {m: {**{key: _mean(v) for key, v in s.items()},
+                                    **{f"{key}_std": _std(v) for key, v in s.items()}}
+                                for m, s in scores.items()}
+            fits.clear()  # a target's fits are no use to the next target (its initial set differs)
     return {"space": space_name, "samples": k, "trials": trials, "seeds": seeds, "per_device": per_device}
 
 

@@ -204,6 +204,16 @@ def test_whole_table_fit_is_the_least_squares_ceiling(space, tables, fitted):
     assert scores["full-fit"]["within_10pct"] == [latency_scores(ceiling, true)["within_10pct"]]
 
 
+def test_benchmark_target_without_the_references_says_what_its_table_lacks(space, tables, fitted):
+    from predictor.benchmark import UsageError, evaluate_target
+
+    initial, truth = tables
+    refs = set(fitted.reference_archs(3))
+    partial = truth[[a not in refs for a in truth.index]]  # e.g. a table of random archs measured by a user
+    with pytest.raises(UsageError, match="lacks 3 of the 3 reference architectures"):
+        evaluate_target(space, initial, partial, 3, 1, SMALL, {(initial.devices, SMALL): fitted}, methods=("maple",))
+
+
 def test_design_scores_match_plain_conditioning(fitted):
     """The design scores every candidate set of references at once through a factorised form of the
     conditioning; for a few sets it must equal conditioning each simulated device one at a time and
