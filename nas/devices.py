@@ -81,7 +81,7 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
         origin = "given" if tables else "shipped"
         return Target(name, "table", f"{origin} {space.name} latency table", from_table, column)
 
-    from profiler.profiles import ProfileError, load_profile
+    from profiler.profiles import ProfileError, load_profile, profile_path
 
     try:
         profile = load_profile(name, space.name, profiles_dir, redo=profile_command(name, space, tables))
@@ -104,6 +104,11 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
         return _local_target(name, space, batch_size, progress)
 
     known = ", ".join(known_devices(table, profiles_dir, space))
+    try:
+        profile_path(name, space.name)
+    except ProfileError as exc:  # no profile can have this name: do not print a command that fails
+        raise UsageError(f"unknown device {name!r} for {space.name}, and it cannot be a profile's: {exc} "
+                         f"(known devices: {known})") from None
     raise UsageError(
         f"unknown device {name!r} for {space.name}: no {'given' if tables else 'shipped'} table and no saved "
         f"profile. To target that machine, run there: {profile_command(name, space, tables)} (known devices: {known})")

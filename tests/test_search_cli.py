@@ -120,6 +120,12 @@ def test_unknown_device_lists_the_known_ones(tmp_path):
     assert "python -m profiler profile --name no_such_device" in r.stderr
 
 
+def test_a_device_name_no_profile_can_have_gets_no_profile_command(tmp_path):
+    r = run_cli("--device", "../x", "--out", str(tmp_path), "--no-progress")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "cannot be a profile's" in r.stderr and "python -m profiler profile" not in r.stderr
+
+
 def test_unwritable_out_is_refused_before_any_work(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
