@@ -26,6 +26,8 @@ class BenchmarkConfig:
     """N random archs drawn with `seed`; `n_reference` archs (chosen by the predictor) to adapt from."""
 
     space: str = "nasbench201"
+    #: Latency tables (files or folders) to fit on instead of the space's shipped ones.
+    tables: tuple[str, ...] = ()
     n: int = 100
     seed: int = 0
     n_reference: int = 3
@@ -63,6 +65,29 @@ def sample_archs(space, n: int, seed: int) -> list[str]:
     return list(out)[:n]
 
 
+def initial_table(space, config: BenchmarkConfig):
+    """What the predictors learn from, and a note when this machine had to be left out of it.
+
+    The space's shipped tables, or `config.tables`. A user's tables may hold this machine (as
+    `profiler collect` names it); it is left out, since the benchmark scores an unseen device.
+    """
+    from profiler.collect import default_device_name
+    from predictor.tables import LatencyTable, read_latency_files
+
+    if config.tables:
+        long = read_latency_files(config.tables)
+    else:
+        long = space.latency_table()
+        if long is None:
+            raise ValueError(f"search space {space.name!r} ships no latency table to fit the predictors on; "
+                             "pass the tables the search uses with --tables")
+    table = LatencyTable.from_long(long)
+    here = f"{default_device_name()}-b{config.measure.batch_size}"
+    notes = [f"{here} (this machine at this batch size) left out of the initial set: the benchmark is for a "
+             "device the predictor has not seen"] if here in table.devices else []
+    return table.initial_set(here), notes
+
+
 def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None = None,
                   progress: bool = True) -> BenchmarkResult:
     """Measure, adapt, predict and score; see the module docstring.
@@ -74,15 +99,10 @@ def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None
 
     from predictor.baselines import AffineNearestDevice
     from predictor.metrics import latency_scores
-    from predictor.tables import LatencyTable
     from search_spaces.registry import get_space
 
     space = get_space(config.space)
-    table_df = space.latency_table()
-    if table_df is None:
-        raise ValueError(f"search space {space.name!r} ships no latency table to fit the predictors on")
-    table = LatencyTable.from_long(table_df)
-    notes: list[str] = []
+    table, notes = initial_table(space, config)
     test = sample_archs(space, config.n, config.seed)
 
     maple = None
@@ -109,7 +129,12 @@ def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None
     ref_ms = {a: all_measured[a].median_ms for a in refs}
 
     # A freshly fitted predictor for each adaptation, so that one adaptation cannot leak into the other.
-    factories = {"affine_nearest_device": lambda: AffineNearestDevice().fit(table)}
+    factories = {}
+    if set(test) | set(refs) <= set(table.archs):
+        factories["affine_nearest_device"] = lambda: AffineNearestDevice().fit(table)
+    else:
+        notes.append("affine nearest-device baseline not scored: it copies a table device, and the tables lack "
+                     "some of the measured archs")
     if maple is not None:
         from predictor.maple import MaplePredictor
 

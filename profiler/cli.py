@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n", type=_positive, default=100, help="random architectures to measure (default: 100)")
     b.add_argument("--seed", type=_seed, default=0, help="seed of the random architectures (default: 0)")
     b.add_argument("--reference", type=_positive, default=3, help="reference archs to adapt from (default: 3)")
+    b.add_argument("--tables", nargs="+", metavar="PATH", default=(),
+                   help="latency tables to fit the predictor on instead of the space's shipped ones (as "
+                        "nas.search --tables); needed for a space that ships none")
     b.add_argument("--json", metavar="PATH", help="also write every measurement and prediction to PATH")
     return parser
 
@@ -262,8 +265,8 @@ def _benchmark(args) -> int:
     if args.n < 2:
         raise UsageError("--n must be at least 2: a Spearman needs two architectures to rank")
     space = _space(args.space)
-    config = BenchmarkConfig(space=space.spec, n=args.n, seed=args.seed, n_reference=args.reference,
-                             measure=_measure_config(args))
+    config = BenchmarkConfig(space=space.spec, tables=tuple(args.tables), n=args.n, seed=args.seed,
+                             n_reference=args.reference, measure=_measure_config(args))
     if args.json:
         _check_writable_file(args.json)  # before minutes of measuring, not after
     try:

@@ -33,13 +33,28 @@ def test_a_space_loads_from_a_file_path():
     assert list(space.encode(arch)) == [0, 1, 3, 0, 2, 2, 1, 0]
 
 
-def _collect(tables: Path, batches=(1, 2, 4)) -> None:
+def _collect(tables: Path, batches=(1, 2, 4), machine: str = "here") -> None:
     """Latency tables of the example space, one (this machine, batch) device per batch size."""
     space = get_space(EXAMPLE)
     archs = collect_archs(space, 16, seed=0)
     for batch in batches:
         config = MeasureConfig(batch_size=batch, warmup=1, runs=3)
-        write_table(collect_table(space, archs, f"here-b{batch}", config, progress=False), tables)
+        write_table(collect_table(space, archs, f"{machine}-b{batch}", config, progress=False), tables)
+
+
+def test_the_profiler_benchmark_scores_a_user_space_on_its_tables_without_this_machine(tmp_path):
+    from profiler.benchmark import BenchmarkConfig, run_benchmark
+    from profiler.collect import default_device_name
+
+    tables = tmp_path / "tables"
+    _collect(tables, batches=(2, 4))
+    _collect(tables, batches=(1,), machine=default_device_name())  # this machine, as `collect` names it
+    config = BenchmarkConfig(space=EXAMPLE, tables=(str(tables),), n=6, measure=MeasureConfig(warmup=1, runs=3))
+    result = run_benchmark(config, progress=False)
+    assert any(note.startswith(f"{default_device_name()}-b1 (this machine") for note in result.notes)
+    assert len(result.reference) == 3 and len(result.measured) == 6
+    assert {"maple", "maple (min)"} <= set(result.scores)
+    assert all(len(space_genome) == 8 for space_genome in map(get_space(EXAMPLE).encode, result.measured))
 
 
 @pytest.mark.slow
