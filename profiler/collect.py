@@ -25,10 +25,10 @@ def default_device_name() -> str:
     return "host-" + re.sub(r"[^A-Za-z0-9._-]+", "-", socket.gethostname()).strip("-")
 
 
-def collect_archs(space, n: int, seed: int, always: Sequence[str] = ()) -> list[str]:
-    """`n` distinct architectures: `always` first (e.g. the predictor's references), then random ones."""
+def collect_archs(space, n: int, seed: int) -> list[str]:
+    """`n` distinct random architectures (fewer where the space is smaller)."""
     rng = np.random.default_rng(seed)
-    archs = list(dict.fromkeys(always))
+    archs: list[str] = []
     tries = 0
     while len(archs) < n and tries < 100:
         archs = list(dict.fromkeys(archs + space.random_sample(n - len(archs), rng)))
