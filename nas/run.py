@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import time
 from dataclasses import dataclass, field
 
@@ -23,7 +22,7 @@ from nas.evaluator import Evaluator, Objective
 from nas.metrics import pareto_mask
 from nas.parallel import InlineRunner, ParallelConfig, check_cluster_address, make_runner
 from nas.problem import NasProblem
-from predictor.tables import LatencyTable, read_latency_files
+from predictor.tables import LatencyTable, load_tables
 from search_spaces import SearchSpace, get_space
 
 
@@ -66,29 +65,8 @@ def load_space(config: SearchConfig) -> SearchSpace:
 
 def initial_table(space: SearchSpace, tables=()) -> LatencyTable:
     """The predictor's initial set: the user's tables where given, else the tables the space ships."""
-    if tables:
-        try:
-            long = read_latency_files(tables)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        bad = []
-        for arch in long["arch_str"].unique():
-            try:
-                space.encode(arch)
-            except ValueError:
-                bad.append(arch)
-        if bad:
-            raise UsageError(f"{len(bad)} architecture string(s) in the tables are not in space {space.name!r}, "
-                             f"e.g. {bad[0]!r}")
-    else:
-        long = space.latency_table()
-        if long is None:
-            raise UsageError(
-                f"search space {space.name!r} ships no latency tables. Measure an initial set on this machine "
-                f"(and on any other you have) with: python -m profiler collect --space {shlex.quote(space.spec)} --n 200 "
-                f"--out tables/; then search with --tables tables/")
     try:
-        return LatencyTable.from_long(long)
+        return load_tables(space, tables)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

@@ -99,3 +99,33 @@ def read_latency_files(paths) -> pd.DataFrame:
             raise ValueError(f"latency table {f} lacks column(s) {', '.join(sorted(missing))}")
         frames.append(df[["device", "arch_str", "latency_ms"]].astype({"device": str, "arch_str": str}))
     return pd.concat(frames, ignore_index=True)
+
+
+def load_tables(space, paths=()) -> LatencyTable:
+    """The latency tables the predictor learns from: the user's `paths` where given, else those `space` ships.
+
+    Raises ValueError saying what to do when there are none, a file cannot be read or is
+    incomplete, or an architecture string is not in `space`.
+    """
+    import shlex
+
+    if paths:
+        long = read_latency_files(paths)
+        bad = []
+        for arch in long["arch_str"].unique():
+            try:
+                space.encode(arch)
+            except ValueError:
+                bad.append(arch)
+        if bad:
+            raise ValueError(f"{len(bad)} architecture string(s) in the tables are not in space {space.name!r}, "
+                             f"e.g. {bad[0]!r}")
+    else:
+        long = space.latency_table()
+        if long is None:
+            raise ValueError(
+                f"search space {space.name!r} ships no latency tables. Measure an initial set on this machine (and "
+                f"on any other you have) with: python -m profiler collect --space {shlex.quote(space.spec)} "
+                f"--n 200 --out tables/; then pass --tables tables/")
+    return LatencyTable.from_long(long)
+

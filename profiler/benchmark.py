@@ -71,17 +71,10 @@ def initial_table(space, config: BenchmarkConfig):
     The space's shipped tables, or `config.tables`. A user's tables may hold this machine (as
     `profiler collect` names it); it is left out, since the benchmark scores an unseen device.
     """
+    from predictor.tables import load_tables
     from profiler.collect import default_device_name
-    from predictor.tables import LatencyTable, read_latency_files
 
-    if config.tables:
-        long = read_latency_files(config.tables)
-    else:
-        long = space.latency_table()
-        if long is None:
-            raise ValueError(f"search space {space.name!r} ships no latency table to fit the predictors on; "
-                             "pass the tables the search uses with --tables")
-    table = LatencyTable.from_long(long)
+    table = load_tables(space, config.tables)
     here = f"{default_device_name()}-b{config.measure.batch_size}"
     notes = [f"{here} (this machine at this batch size) left out of the initial set: the benchmark is for a "
              "device the predictor has not seen"] if here in table.devices else []

@@ -153,22 +153,15 @@ def _reference_archs(space, k: int, tables: Sequence[str], name: str) -> list[st
     """The archs `nas.search --device NAME` will ask the profile for: the predictor's references when
     fitted on the same initial set (the shipped tables, or the search's --tables, without NAME)."""
     from predictor.maple import MaplePredictor
-    from predictor.tables import LatencyTable, read_latency_files
+    from predictor.tables import load_tables
 
-    if tables:
-        try:
-            long = read_latency_files(tables)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    else:
-        long = space.latency_table()
-        if long is None:
-            raise UsageError(f"search space {space.name!r} ships no latency table to choose reference archs from; "
-                             "pass the tables the search will use with --tables PATH (or the archs with --arch)")
     try:
-        initial = LatencyTable.from_long(long).initial_set(name)
-        return list(MaplePredictor(space).fit(initial).reference_archs(k))
-    except ValueError as exc:  # e.g. an arch string not in the space, fewer archs than --samples
+        initial = load_tables(space, tables)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        return list(MaplePredictor(space).fit(initial.initial_set(name)).reference_archs(k))
+    except ValueError as exc:  # e.g. fewer devices than the prior needs, fewer archs than --samples
         raise UsageError(f"cannot choose {k} reference archs from these tables: {exc}") from None
 
 
