@@ -27,8 +27,9 @@ def speedup(args) -> dict:
 
     if args.device not in ("local", "local-cuda"):
         raise UsageError("the speedup benchmark measures every candidate, so it needs --device local (or local-cuda)")
-    config = SearchConfig(device=args.device, space=args.space, pop_size=args.pop_size,
-                          generations=args.generations, seed=args.seed, progress=not args.no_progress)
+    config = SearchConfig(device=args.device, space=args.space, tables=tuple(args.tables),
+                          pop_size=args.pop_size, generations=args.generations, seed=args.seed,
+                          progress=not args.no_progress)
     config.validate()
 
     print(f"[1/3] search with the predictor ({args.pop_size} x {args.generations} generations)", file=sys.stderr)
@@ -38,7 +39,7 @@ def speedup(args) -> dict:
 
     print("[2/3] the same search measuring every candidate on this machine", file=sys.stderr)
     space = load_space(config)
-    target = resolve_target(config.device, space, initial_table(space), progress=config.progress)
+    target = resolve_target(config.device, space, initial_table(space, config.tables), progress=config.progress)
     t = time.perf_counter()
     measured_ms: dict[str, float] = {}
 
@@ -62,7 +63,8 @@ def speedup(args) -> dict:
     hv_pred = hypervolume(normalised_objectives(pred_front[q], pred_front_lat, max_lat))
     hv_meas = hypervolume(normalised_objectives(front_meas[q], front_meas["measured_latency_ms"], max_lat))
     return {
-        "device": args.device, "space": args.space, "pop_size": args.pop_size, "generations": args.generations,
+        "device": args.device, "space": args.space, "tables": [str(p) for p in args.tables],
+        "pop_size": args.pop_size, "generations": args.generations,
         "seed": args.seed,
         "wall_s_predictor": wall_pred, "wall_s_measure_all": wall_meas, "speedup": wall_meas / wall_pred,
         "unique_measured_measure_all": len(evaluated), "unique_evaluated_predictor": len(with_predictor.evaluated),
@@ -167,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=HelpFormatter)
     s.add_argument("--device", default="local", help="local or local-cuda: every candidate is measured on it")
     s.add_argument("--space", default="nasbench201", help="search space")
+    s.add_argument("--tables", type=Path, nargs="+", default=(),
+                   help="latency tables to train the predictor on, as nas.search --tables (needed for a space "
+                        "that ships none)")
     s.add_argument("--pop-size", type=int, default=40, help="NSGA-II population size")
     s.add_argument("--generations", type=int, default=20, help="NSGA-II generations")
     s.add_argument("--seed", type=int, default=0, help="seed of both searches")
