@@ -149,18 +149,13 @@ def _measure_config(args):
     return config
 
 
-def _reference_archs(space, k: int, tables: Sequence[str], name: str) -> list[str]:
+def _reference_archs(space, k: int, table) -> list[str]:
     """The archs `nas.search --device NAME` will ask the profile for: the predictor's references when
-    fitted on the same initial set (the shipped tables, or the search's --tables, without NAME)."""
+    fitted on the same initial set (the shipped tables, or the search's --tables)."""
     from predictor.maple import MaplePredictor
-    from predictor.tables import load_tables
 
     try:
-        initial = load_tables(space, tables)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    try:
-        return list(MaplePredictor(space).fit(initial.initial_set(name)).reference_archs(k))
+        return list(MaplePredictor(space).fit(table.initial_set("")).reference_archs(k))
     except ValueError as exc:  # e.g. fewer devices than the prior needs, fewer archs than --samples
         raise UsageError(f"cannot choose {k} reference archs from these tables: {exc}") from None
 
@@ -168,6 +163,7 @@ def _reference_archs(space, k: int, tables: Sequence[str], name: str) -> list[st
 def _profile(args) -> int:
     from profiler.counters import read_counters
     from profiler.measure import MeasurementError
+    from predictor.tables import load_tables
     from profiler.profiles import ProfileError, check_writable, profile_machine, profile_path, save_profile
 
     space = _space(args.space)
@@ -176,6 +172,16 @@ def _profile(args) -> int:
         profile_path(args.name, space.name)
     except ProfileError as exc:
         raise UsageError(str(exc)) from None
+    try:
+        table = load_tables(space, args.tables)
+    except ValueError as exc:
+        if args.tables or not args.arch:
+            raise UsageError(str(exc)) from None
+        table = None  # --arch in a space without tables: no references to choose, no name to clash with
+    if table is not None and args.name in table.devices:
+        raise UsageError(f"{args.name!r} is a device of the {'given' if args.tables else 'shipped'} {space.name} "
+                         f"tables, and a search for --device {args.name} uses its table, never a profile: give "
+                         f"this machine another name, e.g. {args.name}-mine")
     if args.arch:
         archs = list(dict.fromkeys(args.arch))
         for arch in archs:
@@ -184,7 +190,7 @@ def _profile(args) -> int:
             except ValueError as exc:
                 raise UsageError(f"--arch: {exc}") from None
     else:
-        archs = _reference_archs(space, args.samples, args.tables, args.name)
+        archs = _reference_archs(space, args.samples, table)
     try:
         directory = check_writable(args.profiles_dir)
     except ProfileError as exc:

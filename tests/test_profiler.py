@@ -241,6 +241,14 @@ def test_cli_unknown_space_exits_2_without_traceback():
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_cli_refuses_a_profile_named_like_a_table_device(tmp_path):
+    # nas.search --device pixel2 reads pixel2's shipped table: a profile of that name would never be used
+    proc = _cli("profile", "--name", "pixel2", "--arch", TINY, "--runs", "2", "--quiet",
+                "--profiles-dir", str(tmp_path / "p"))
+    assert proc.returncode == 2 and "uses its table, never a profile" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "p").exists()
+
+
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
