@@ -149,13 +149,13 @@ def _measure_config(args):
     return config
 
 
-def _reference_archs(space, k: int, table) -> list[str]:
+def _reference_archs(space, k: int, table, name: str) -> list[str]:
     """The archs `nas.search --device NAME` will ask the profile for: the predictor's references when
     fitted on the same initial set (the shipped tables, or the search's --tables)."""
     from predictor.maple import MaplePredictor
 
     try:
-        return list(MaplePredictor(space).fit(table.initial_set("")).reference_archs(k))
+        return list(MaplePredictor(space).fit(table.initial_set(name)).reference_archs(k))
     except ValueError as exc:  # e.g. fewer devices than the prior needs, fewer archs than --samples
         raise UsageError(f"cannot choose {k} reference archs from these tables: {exc}") from None
 
@@ -190,7 +190,7 @@ def _profile(args) -> int:
             except ValueError as exc:
                 raise UsageError(f"--arch: {exc}") from None
     else:
-        archs = _reference_archs(space, args.samples, table)
+        archs = _reference_archs(space, args.samples, table, args.name)
     try:
         directory = check_writable(args.profiles_dir)
     except ProfileError as exc:
