@@ -73,8 +73,13 @@ def _fitted(space, initial: LatencyTable, config, cache: dict, kind=MaplePredict
 
 
 def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, config: MapleConfig,
-                    fits: dict, methods=METHODS, seeds: int = 1, bar=None) -> dict[str, dict[str, list[float]]]:
-    """Scores of every method on one target: {method: {metric: [one value per seed (x trial)]}}."""
+                    fits: dict, methods=METHODS, seeds: int = 1, bar=None,
+                    points: dict | None = None) -> dict[str, dict[str, list[float]]]:
+    """Scores of every method on one target: {method: {metric: [one value per seed (x trial)]}}.
+
+    `points`, where given, gets maple-K's seed-0 predictions of every architecture ("predicted_ms")
+    beside the table ("true_ms"), for the plot.
+    """
     archs = list(truth.index)
     true = truth.to_numpy()
     out = {m: {key: [] for key in KEYS} for m in methods}
@@ -97,7 +102,10 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
         maple = _fitted(space, initial, cfg, fits)
         refs = maple.reference_archs(k)
         if "maple" in methods:
-            score("maple", maple.adapt(sample(refs)).predict(archs))
+            pred = maple.adapt(sample(refs)).predict(archs)
+            score("maple", pred)
+            if points is not None and seed == 0:
+                points.update(true_ms=true, predicted_ms=np.asarray(pred, dtype=float))
         if "maple-10" in methods:
             score("maple-10", maple.adapt(sample(maple.reference_archs(max(10, k)))).predict(archs))
         if "full-fit" in methods and seed == 0:
@@ -171,19 +179,22 @@ def run(space_name: str, k: int, trials: int, devices=None, table_path=None, con
         targets = [(d, shipped.without(d), shipped.column(d)) for d in names]
 
     fits: dict = {}
-    per_device = {}
+    per_device, points = {}, {}
     bar = tqdm(total=len(targets) * seeds * trials, desc="targets x seeds x trials", unit="trial",
                disable=not progress)
     with bar:  # closed before an error is printed, so that the message is not drawn over
         for name, initial, truth in targets:
             bar.set_postfix(device=name)
             truth.name = name
-            scores = evaluate_target(space, initial, truth, k, trials, config, fits, methods, seeds, bar)
+            points[name] = {}
+            scores = evaluate_target(space, initial, truth, k, trials, config, fits, methods, seeds, bar,
+                                     points[name])
             per_device[name] = {m: {**{key: _mean(v) for key, v in s.items()},
                                     **{f"{key}_std": _std(v) for key, v in s.items()}}
                                 for m, s in scores.items()}
             fits.clear()  # a target's fits are no use to the next target (its initial set differs)
-    return {"space": space_name, "samples": k, "trials": trials, "seeds": seeds, "per_device": per_device}
+    return {"space": space_name, "samples": k, "trials": trials, "seeds": seeds, "per_device": per_device,
+            "points": points}
 
 
 def _mean(values) -> float:
@@ -234,6 +245,47 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def plot_predictions(result: dict, path: Path) -> None:
+    """One panel per target: maple-K's prediction against the table for every architecture, on log
+    axes, with the ±10% band that the error-bound accuracy counts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    points = {name: p for name, p in result["points"].items() if p}
+    k = result["samples"]
+    cols = min(3, len(points))
+    rows = -(-len(points) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4 * rows), squeeze=False)
+    for ax, (name, p) in zip(axes.flat, points.items()):
+        true, pred = p["true_ms"], p["predicted_ms"]
+        lo, hi = float(min(true.min(), pred.min())) / 1.2, float(max(true.max(), pred.max())) * 1.2
+        line = np.geomspace(lo, hi, 50)
+        ax.fill_between(line, line / 1.1, line * 1.1, color="0.85", label="±10%")
+        ax.plot(line, line, color="0.5", lw=0.8)
+        ax.scatter(true, pred, s=2, alpha=0.3, color="tab:blue", rasterized=True, zorder=3)
+        ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="table latency (ms)",
+               ylabel=f"maple-{k} predicted (ms)")
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers; 1-2-5 ticks where the table spans under 2 decades
+            axis.set_major_locator(LogLocator(subs=(1, 2, 5) if hi / lo < 100 else (1.0,)))
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(NullFormatter())
+        s = result["per_device"][name]["maple"]
+        ax.set_title(f"{name}: ±10% {s['within_10pct']:.3f}, rho {s['spearman']:.3f}\n"
+                     f"{len(true)} architectures", fontsize=10)
+        ax.legend(loc="upper left", fontsize=8)
+    for ax in axes.flat[len(points):]:
+        ax.axis("off")
+    fig.suptitle(f"{result['space']}: maple-{k} on devices it has not seen")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
 def write_json(path: Path, obj) -> None:
     """Write `obj` as indented JSON, under a temporary name then renamed: never half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -261,13 +313,16 @@ def main(argv=None) -> int:
                    help="parquet/CSV with columns device, arch_str, latency_ms: its devices are the unseen "
                         "targets; the initial set stays the shipped devices")
     p.add_argument("--json", type=Path, default=None, help="write per-device and mean figures to this file")
+    p.add_argument("--plot", type=Path, default=None,
+                   help="draw maple-K's predictions against each target's table to this image (e.g. .png)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
         if args.samples < 1 or args.trials < 1 or args.seeds < 1:
             raise UsageError("--samples, --trials and --seeds must be positive integers")
-        if args.json is not None and not args.json.parent.resolve().is_dir():
-            raise UsageError(f"cannot write {args.json}: folder {args.json.parent} does not exist")
+        for out in (args.json, args.plot):
+            if out is not None and not out.parent.resolve().is_dir():
+                raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
         result = run(args.space, args.samples, args.trials, args.devices, args.table,
                      progress=not args.no_progress, seeds=args.seeds)
     except KeyboardInterrupt:
@@ -277,9 +332,16 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_table(result))
-    if args.json is not None:
-        write_json(args.json, as_json(result))
-        print(f"wrote {args.json}")
+    for out, write in ((args.json, lambda: write_json(args.json, as_json(result))),
+                       (args.plot, lambda: plot_predictions(result, args.plot))):
+        if out is None:
+            continue
+        try:
+            write()
+        except OSError as exc:  # the figures are printed above: only the file is lost
+            print(f"error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        print(f"wrote {out}")
     return 0
 
 

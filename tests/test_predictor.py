@@ -214,6 +214,23 @@ def test_benchmark_target_without_the_references_says_what_its_table_lacks(space
         evaluate_target(space, initial, partial, 3, 1, SMALL, {(initial.devices, SMALL): fitted}, methods=("maple",))
 
 
+def test_benchmark_plot_shows_the_scored_predictions(space, tables, fitted, tmp_path):
+    from predictor.benchmark import evaluate_target, plot_predictions
+
+    initial, truth = tables
+    points = {}
+    scores = evaluate_target(space, initial, truth, 3, 1, SMALL, {(initial.devices, SMALL): fitted},
+                             methods=("maple",), points=points)
+    # the plotted points are the very predictions the table's maple-3 column scored
+    np.testing.assert_array_equal(points["true_ms"], truth.to_numpy())
+    assert latency_scores(points["predicted_ms"], points["true_ms"]) == {k: v[0] for k, v in scores["maple"].items()}
+    result = {"space": "nasbench201", "samples": 3, "points": {truth.name: points},
+              "per_device": {truth.name: {"maple": {k: v[0] for k, v in scores["maple"].items()}}}}
+    plot_predictions(result, tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["p.png"]  # no temporary file left behind
+
+
 def test_design_scores_match_plain_conditioning(fitted):
     """The design scores every candidate set of references at once through a factorised form of the
     conditioning; for a few sets it must equal conditioning each simulated device one at a time and
@@ -267,6 +284,7 @@ def test_two_tower_fit_adapt_predict(space, tables):
     (["--table", "/nonexistent/latency.parquet"], "not found"),
     (["--devices", "not_a_device"], "unknown device"),
     (["--samples", "0"], "positive"),
+    (["--plot", "/nonexistent/dir/p.png"], "does not exist"),
 ])
 def test_benchmark_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     from predictor.benchmark import main
