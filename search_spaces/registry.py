@@ -90,7 +90,11 @@ def get_space(name: str, dataset: str | None = None) -> SearchSpace:
             raise ValueError(f"unknown search space {name!r}; known spaces: {', '.join(available_spaces())}; "
                              "or give your own as path/to/file.py:ClassName or package.module:ClassName")
         cls = _check(eps[name].load(), name)
-    if dataset is not None and cls.datasets and dataset not in cls.datasets:
+    if dataset is not None and not cls.datasets:
+        # Accepted, it would be recorded in the results as if it meant something.
+        raise ValueError(f"search space {name} declares no datasets (its `datasets` is empty): leave out "
+                         f"--dataset {dataset}")
+    if dataset is not None and dataset not in cls.datasets:
         raise ValueError(f"unknown dataset {dataset!r} for {name}; choose from {', '.join(cls.datasets)}")
     try:
         space = cls(dataset) if dataset is not None else cls()

@@ -98,6 +98,12 @@ def test_bad_user_spaces_are_one_line_and_exit_2(tmp_path, space, expected):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+def test_a_dataset_for_a_user_space_without_datasets_is_refused(tmp_path):
+    r = run_cli("--space", EXAMPLE, "--dataset", "cifar100", "--out", str(tmp_path / "r"), "--no-progress")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "declares no datasets" in r.stderr
+
+
 def test_a_user_space_without_tables_is_told_what_to_run(tmp_path):
     r = run_cli("--space", EXAMPLE, "--out", str(tmp_path / "r"), "--no-progress")
     assert r.returncode == 2
