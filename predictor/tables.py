@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -107,8 +108,6 @@ def load_tables(space, paths=()) -> LatencyTable:
     Raises ValueError saying what to do when there are none, a file cannot be read or is
     incomplete, or an architecture string is not in `space`.
     """
-    import shlex
-
     if paths:
         long = read_latency_files(paths)
         bad = []

@@ -161,9 +161,9 @@ def _reference_archs(space, k: int, table, name: str) -> list[str]:
 
 
 def _profile(args) -> int:
+    from predictor.tables import load_tables
     from profiler.counters import read_counters
     from profiler.measure import MeasurementError
-    from predictor.tables import load_tables
     from profiler.profiles import ProfileError, check_writable, profile_machine, profile_path, save_profile
 
     space = _space(args.space)
