@@ -34,7 +34,12 @@ class LatencyTable:
         wide = df.pivot_table(index="device", columns="arch_str", values="latency_ms",
                               aggfunc="median", observed=True)
         if wide.isna().any().any():
-            raise ValueError("latency table is incomplete: every device needs every architecture")
+            have = wide.notna().sum(axis=1)
+            short = ", ".join(f"{d} has {n}" for d, n in have[have < wide.shape[1]].head(5).items())
+            common = int(wide.notna().all(axis=0).sum())
+            raise ValueError(f"latency table is incomplete: every device needs every one of its {wide.shape[1]} "
+                             f"architectures, and {short} ({common} in common). Measure the same architectures "
+                             f"on every device: python -m profiler collect with the same --n and --seed")
         values = wide.to_numpy(dtype=np.float64)
         if not np.all(np.isfinite(values)) or np.any(values <= 0):
             raise ValueError("latency table has non-positive or non-finite latencies")

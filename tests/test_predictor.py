@@ -45,6 +45,18 @@ def fitted(space, tables):
     return MaplePredictor(space, SMALL).fit(initial)
 
 
+def test_a_table_whose_devices_measured_different_archs_says_which(space):
+    long = space.latency_table()
+    long = long[long["device"].isin(["pixel2", "raspi4", "gold_6226"])]
+    archs = long["arch_str"].unique()
+    # gold_6226 measured the first 20 archs, the two others the first 30: 20 in common
+    first_20 = long["arch_str"].isin(archs[:20])
+    part = long[long["arch_str"].isin(archs[:30]) & ((long["device"] != "gold_6226") | first_20)]
+    with pytest.raises(ValueError, match=r"its 30 architectures, and gold_6226 has 20 \(20 in common\)"):
+        LatencyTable.from_long(part)
+    assert LatencyTable.from_long(part[part["arch_str"].isin(archs[:20])]).latency_ms.shape == (3, 20)
+
+
 def _samples(truth, archs):
     return {a: float(truth[a]) for a in archs}
 
