@@ -72,13 +72,13 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
 
     `table` is the predictor's initial set: the space's shipped tables, or the user's `tables`.
     """
+    origin = "given" if tables else "shipped"
     if name in table.devices:
         column = table.column(name)
 
         def from_table(archs):
             return {a: float(column[a]) for a in archs}
 
-        origin = "given" if tables else "shipped"
         return Target(name, "table", f"{origin} {space.name} latency table", from_table, column)
 
     from profiler.profiles import ProfileError, load_profile, profile_path
@@ -110,7 +110,7 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
         raise UsageError(f"unknown device {name!r} for {space.name}, and it cannot be a profile's: {exc} "
                          f"(known devices: {known})") from None
     raise UsageError(
-        f"unknown device {name!r} for {space.name}: no {'given' if tables else 'shipped'} table and no saved "
+        f"unknown device {name!r} for {space.name}: no {origin} table and no saved "
         f"profile. To target that machine, run there: {profile_command(name, space, tables)} (known devices: {known})")
 
 

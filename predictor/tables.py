@@ -132,4 +132,3 @@ def load_tables(space, paths=()) -> LatencyTable:
                 f"on any other you have) with: python -m profiler collect --space {shlex.quote(space.spec)} "
                 f"--n 200 --out tables/; then pass --tables tables/")
     return LatencyTable.from_long(long)
-
