@@ -97,14 +97,42 @@ def read_latency_files(paths) -> pd.DataFrame:
     frames = []
     for f in files:
         try:
-            df = pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f)
+            # only an empty cell is missing: "n/a" or "NA" in a CSV is kept, so the error shows what was written
+            df = (pd.read_parquet(f) if f.suffix == ".parquet"
+                  else pd.read_csv(f, keep_default_na=False, na_values=[""]))
         except Exception as exc:  # pandas raises many types for a bad file
             raise ValueError(f"cannot read latency table {f}: {exc}") from None
-        missing = {"device", "arch_str", "latency_ms"} - set(df.columns)
-        if missing:
-            raise ValueError(f"latency table {f} lacks column(s) {', '.join(sorted(missing))}")
-        frames.append(df[["device", "arch_str", "latency_ms"]].astype({"device": str, "arch_str": str}))
+        frames.append(_checked_rows(df, f))
     return pd.concat(frames, ignore_index=True)
+
+
+def _checked_rows(df: pd.DataFrame, path) -> pd.DataFrame:
+    """The three columns of one file, or ValueError naming the file and its first bad row.
+
+    A hand-edited or truncated CSV holds empty cells and words where numbers belong; said here,
+    they are one line the user can act on, not a pandas traceback or a table that looks incomplete.
+    """
+    missing = {"device", "arch_str", "latency_ms"} - set(df.columns)
+    if missing:
+        raise ValueError(f"latency table {path} lacks column(s) {', '.join(sorted(missing))}")
+    if df.empty:
+        raise ValueError(f"latency table {path} has no rows")
+    df = df[["device", "arch_str", "latency_ms"]].reset_index(drop=True)
+    latency = pd.to_numeric(df["latency_ms"], errors="coerce")
+    checks = [("device", df["device"].isna() | (df["device"].astype(str).str.strip() == "")),
+              ("arch_str", df["arch_str"].isna() | (df["arch_str"].astype(str).str.strip() == "")),
+              ("latency_ms", ~(np.isfinite(latency) & (latency > 0)))]
+    for column, bad in checks:
+        if bad.any():
+            # 1-based, not counting a CSV's header line
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            value = df[column].iloc[row]
+            shown = "empty" if pd.isna(value) else repr(str(value))
+            what = "is empty" if column != "latency_ms" else "is not a positive number"
+            raise ValueError(f"latency table {path}: {column} {what} in {int(bad.sum())} row(s), "
+                             f"first in row {row + 1} ({shown})")
+    return pd.DataFrame({"device": df["device"].astype(str), "arch_str": df["arch_str"].astype(str),
+                         "latency_ms": latency.astype(np.float64)})
 
 
 def load_tables(space, paths=()) -> LatencyTable:

@@ -57,6 +57,37 @@ def test_a_table_whose_devices_measured_different_archs_says_which(space):
     assert LatencyTable.from_long(part[part["arch_str"].isin(archs[:20])]).latency_ms.shape == (3, 20)
 
 
+@pytest.mark.parametrize("column, value, message", [
+    ("latency_ms", "abc", "latency_ms is not a positive number in 1 row(s), first in row 3 ('abc')"),
+    ("latency_ms", None, "latency_ms is not a positive number in 1 row(s), first in row 3 (empty)"),
+    ("latency_ms", "-1.5", "latency_ms is not a positive number in 1 row(s), first in row 3 ('-1.5')"),
+    ("latency_ms", "inf", "latency_ms is not a positive number in 1 row(s), first in row 3 ('inf')"),
+    ("arch_str", None, "arch_str is empty in 1 row(s), first in row 3 (empty)"),
+    ("device", " ", "device is empty in 1 row(s), first in row 3 (' ')"),
+])
+def test_a_bad_cell_in_a_user_table_names_the_file_and_row(space, tmp_path, column, value, message):
+    from predictor.tables import load_tables
+
+    long = space.latency_table()
+    long = long[long["device"].isin(["pixel2", "raspi4", "gold_6226"])].head(30)
+    long = long[["device", "arch_str", "latency_ms"]].astype(str).reset_index(drop=True)
+    long.to_csv(tmp_path / "ok.csv", index=False)
+    assert load_tables(space, [tmp_path / "ok.csv"]).latency_ms.shape == (1, 30)
+    long.loc[2, column] = value
+    long.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError) as err:
+        load_tables(space, [tmp_path / "bad.csv"])
+    assert str(err.value) == f"latency table {tmp_path / 'bad.csv'}: {message}"
+
+
+def test_a_user_table_with_a_header_and_no_rows_says_so(space, tmp_path):
+    from predictor.tables import load_tables
+
+    (tmp_path / "t.csv").write_text("device,arch_str,latency_ms\n")
+    with pytest.raises(ValueError, match="has no rows"):
+        load_tables(space, [tmp_path / "t.csv"])
+
+
 def _samples(truth, archs):
     return {a: float(truth[a]) for a in archs}
 

@@ -112,6 +112,23 @@ def test_tables_too_small_for_the_predictor_are_one_line_errors(tmp_path, device
     assert not (tmp_path / "results").exists()
 
 
+def test_a_word_where_a_latency_belongs_is_a_one_line_error(tmp_path):
+    from search_spaces import get_space
+
+    long = get_space("nasbench201").latency_table()
+    long = long[long["device"].isin(["gold_6226", "pixel3", "raspi4"])].head(60)
+    long = long.astype({"latency_ms": str})
+    long.iloc[7, long.columns.get_loc("latency_ms")] = "n/a"
+    long.to_csv(tmp_path / "t.csv", index=False)
+    r = run_cli("--tables", str(tmp_path / "t.csv"), "--device", "gold_6226", "--out", str(tmp_path / "results"),
+                "--no-progress")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"error: latency table {tmp_path / 't.csv'}: latency_ms is not a positive number in 1 row(s), "
+        "first in row 8 ('n/a')"]
+    assert not (tmp_path / "results").exists()
+
+
 def test_unknown_device_lists_the_known_ones(tmp_path):
     r = run_cli("--device", "no_such_device", "--out", str(tmp_path), "--no-progress")
     assert r.returncode == 2
