@@ -158,7 +158,7 @@ def check_args(args) -> None:
     if args.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
     if args.json is not None and not args.json.parent.resolve().is_dir():
-        raise UsageError(f"cannot write {args.json}: folder {args.json.parent} does not exist")
+        raise UsageError(f"cannot write {args.json}: {args.json.parent} is not an existing folder")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,8 +6,8 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,10 @@ class OutputDir:
         self._created = [p for p in [self.parent, *self.parent.parents] if not p.exists()]
         try:
             self.parent.mkdir(parents=True, exist_ok=True)
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=self.parent))
+            # os.mkdir, not tempfile.mkdtemp: mkdtemp makes the folder private (0700), and the results
+            # would stay unreadable to the user's group after the rename; mkdir follows the umask.
+            self.tmp = self.parent / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+            self.tmp.mkdir()
         except OSError as exc:
             raise UsageError(f"cannot write results under {self.parent}: {exc.strerror or exc}") from None
         self.final = self.parent / name

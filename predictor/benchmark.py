@@ -322,7 +322,7 @@ def main(argv=None) -> int:
             raise UsageError("--samples, --trials and --seeds must be positive integers")
         for out in (args.json, args.plot):
             if out is not None and not out.parent.resolve().is_dir():
-                raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
+                raise UsageError(f"cannot write {out}: {out.parent} is not an existing folder")
         result = run(args.space, args.samples, args.trials, args.devices, args.table,
                      progress=not args.no_progress, seeds=args.seeds)
     except KeyboardInterrupt:

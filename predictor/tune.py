@@ -186,7 +186,7 @@ def main(argv=None) -> int:
         if args.num_samples < 1 or args.samples < 1 or args.workers < 1:
             raise UsageError("--num-samples, --samples and --workers must be positive integers")
         if args.json is not None and not args.json.parent.resolve().is_dir():
-            raise UsageError(f"cannot write {args.json}: folder {args.json.parent} does not exist")
+            raise UsageError(f"cannot write {args.json}: {args.json.parent} is not an existing folder")
         rows = sweep(args.space, args.num_samples, args.samples, args.devices, args.workers, args.hold_out_corr)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

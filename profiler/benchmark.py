@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -163,11 +163,12 @@ def write_json(result: BenchmarkResult, path: Path | str) -> Path:
     """Write `result` to `path` through a temporary file, so a failed write leaves nothing half-done."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                     delete=False, encoding="utf-8") as f:
+    # open(.., "x") rather than tempfile: its files are private (0600), this one follows the umask
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "x", encoding="utf-8") as f:
         json.dump(asdict(result), f, indent=2)
         f.write("\n")
-    os.replace(f.name, path)
+    os.replace(tmp, path)
     return path
 
 

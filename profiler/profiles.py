@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tempfile
+import uuid
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
@@ -106,9 +107,9 @@ def save_profile(p: DeviceProfile, directory: Path | str | None = None) -> Path:
     directory = check_writable(path.parent)
     tmp = None
     try:
-        with tempfile.NamedTemporaryFile("w", dir=directory, prefix=f".{path.name}.", suffix=".tmp",
-                                         delete=False, encoding="utf-8") as f:
-            tmp = Path(f.name)
+        # open(.., "x") rather than tempfile: its files are private (0600), a profile follows the umask
+        tmp = directory / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+        with open(tmp, "x", encoding="utf-8") as f:
             json.dump(p.to_dict(), f, indent=2, sort_keys=False)
             f.write("\n")
             f.flush()

@@ -11,3 +11,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(params=[0o022, 0o027], ids=["umask022", "umask027"])
+def umask(request):
+    """Runs the test under each of two common umasks; the value is the umask."""
+    import os
+
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)

@@ -327,7 +327,7 @@ def test_two_tower_fit_adapt_predict(space, tables):
     (["--table", "/nonexistent/latency.parquet"], "not found"),
     (["--devices", "not_a_device"], "unknown device"),
     (["--samples", "0"], "positive"),
-    (["--plot", "/nonexistent/dir/p.png"], "does not exist"),
+    (["--plot", "/nonexistent/dir/p.png"], "/nonexistent/dir is not an existing folder"),
 ])
 def test_benchmark_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     from predictor.benchmark import main

@@ -154,6 +154,12 @@ def test_profile_round_trip(tmp_path):
     assert [f.name for f in tmp_path.iterdir()] == [path.name], "no temporary file is left behind"
 
 
+def test_a_saved_profile_follows_the_umask_like_any_file(tmp_path, umask):
+    # it is copied to the machine that searches, and a teammate's search may read it
+    path = save_profile(_profile(), tmp_path)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_profile_save_overwrites_atomically(tmp_path):
     save_profile(_profile(), tmp_path)
     save_profile(_profile(samples={TINY: 9.0}), tmp_path)
@@ -302,6 +308,17 @@ def test_benchmark_runs_end_to_end_small():
     assert all(0.0 <= s["within_10pct"] <= 1.0 for s in result.scores.values())
     assert not set(result.reference) & set(result.measured), "references are not among the scored archs"
     assert "per arch" in format_result(result)
+
+
+def test_benchmark_json_follows_the_umask(tmp_path, umask):
+    from profiler.benchmark import BenchmarkResult, write_json
+
+    result = BenchmarkResult(machine={}, config={}, measured={}, reference={}, reference_source="",
+                             predictions={}, scores={}, seconds_per_arch=0.0)
+    path = write_json(result, tmp_path / "b.json")
+    assert json.loads(path.read_text())["seconds_per_arch"] == 0.0
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["b.json"]
 
 
 @pytest.mark.slow

@@ -129,6 +129,18 @@ def test_a_word_where_a_latency_belongs_is_a_one_line_error(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_a_results_folder_follows_the_umask(tmp_path, umask):
+    # results are often read by a teammate or served from a shared disk: not private like a temp folder
+    from nas.report import OutputDir
+
+    out = OutputDir(tmp_path / "results", "run")
+    (out.tmp / "summary.json").write_text("{}")
+    final = out.commit()
+    assert final == tmp_path / "results" / "run" and [p.name for p in final.iterdir()] == ["summary.json"]
+    assert final.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert [p.name for p in (tmp_path / "results").iterdir()] == ["run"]
+
+
 def test_unknown_device_lists_the_known_ones(tmp_path):
     r = run_cli("--device", "no_such_device", "--out", str(tmp_path), "--no-progress")
     assert r.returncode == 2
@@ -171,7 +183,7 @@ def test_benchmark_help_describes_every_option(capsys):
     (["proxy", "--n", "20000"], "--n must be between 2 and 15625"),
     (["throughput", "--n", "0"], "--n must be a positive integer"),
     (["proxy", "--n", "5", "--seed", "-1"], "--seed must be a non-negative integer"),
-    (["throughput", "--n", "4", "--json", "/no/such/dir/x.json"], "folder /no/such/dir does not exist"),
+    (["throughput", "--n", "4", "--json", "/no/such/dir/x.json"], "/no/such/dir is not an existing folder"),
 ])
 def test_benchmark_refuses_bad_input_before_any_work(capsys, argv, message):
     # Each of these used to run (a local Ray, minutes of proxy scores) and then end in a traceback.
