@@ -44,12 +44,24 @@ def known_devices(table: LatencyTable, profiles_dir: Path | None, space: SearchS
     return names + list(LOCAL_DEVICES)
 
 
-def _saved_profiles(profiles_dir: Path | None, space_name: str) -> list[str]:
+def _profiles_folder(profiles_dir: Path | None) -> Path:
     from profiler.profiles import profiles_dir as default_dir
 
-    directory = Path(profiles_dir) if profiles_dir else default_dir()
+    return Path(profiles_dir) if profiles_dir else default_dir()
+
+
+def _saved_profiles(profiles_dir: Path | None, space_name: str) -> list[str]:
+    directory = _profiles_folder(profiles_dir)
     suffix = f"--{space_name}.json"
     return sorted(p.name[: -len(suffix)] for p in directory.glob(f"*{suffix}")) if directory.is_dir() else []
+
+
+def _other_spaces_profiled(profiles_dir: Path | None, name: str) -> list[str]:
+    """Spaces for which `name` has a saved profile: a profile made for the wrong space is a common slip."""
+    directory = _profiles_folder(profiles_dir)
+    prefix = f"{name}--"
+    return sorted(p.name[len(prefix): -len(".json")] for p in directory.glob(f"{prefix}*.json")) \
+        if directory.is_dir() else []
 
 
 def profile_command(name: str, space: SearchSpace, tables: Sequence[Path] = (), samples: int | None = None) -> str:
@@ -109,9 +121,11 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
     except ProfileError as exc:  # no profile can have this name: do not print a command that fails
         raise UsageError(f"unknown device {name!r} for {space.name}, and it cannot be a profile's: {exc} "
                          f"(known devices: {known})") from None
+    elsewhere = _other_spaces_profiled(profiles_dir, name)
+    other = f" ({name!r} has a profile for {', '.join(elsewhere)} only)" if elsewhere else ""
     raise UsageError(
-        f"unknown device {name!r} for {space.name}: no {origin} table and no saved "
-        f"profile. To target that machine, run there: {profile_command(name, space, tables)} (known devices: {known})")
+        f"unknown device {name!r} for {space.name}: no {origin} table and no saved profile{other}. "
+        f"To target that machine, run there: {profile_command(name, space, tables)} (known devices: {known})")
 
 
 def _local_target(name: str, space: SearchSpace, batch_size: int, progress: bool) -> Target:

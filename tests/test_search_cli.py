@@ -149,6 +149,21 @@ def test_unknown_device_lists_the_known_ones(tmp_path):
     assert "python -m profiler profile --name no_such_device" in r.stderr
 
 
+def test_a_profile_made_for_another_space_is_named(tmp_path):
+    # `profiler profile --name box` (NAS-Bench-201 by default), then a FBNet search for box
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "box--nasbench201.json").write_text("{}")
+    r = run_cli("--device", "box", "--space", "fbnet", "--profiles-dir", str(profiles), "--out", str(tmp_path / "out"),
+                "--no-progress")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "no saved profile ('box' has a profile for nasbench201 only)" in r.stderr
+    assert "python -m profiler profile --name box --space fbnet" in r.stderr
+    r = run_cli("--device", "bo", "--space", "fbnet", "--profiles-dir", str(profiles), "--out", str(tmp_path / "out"),
+                "--no-progress")
+    assert r.returncode == 2 and "has a profile" not in r.stderr
+
+
 def test_a_device_name_no_profile_can_have_gets_no_profile_command(tmp_path):
     r = run_cli("--device", "../x", "--out", str(tmp_path), "--no-progress")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
