@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from predictor.baselines import AffineNearestDevice
 from predictor.maple import MapleConfig, MaplePredictor
 from predictor.metrics import latency_scores
-from predictor.tables import LatencyTable, read_latency_files
+from predictor.tables import LatencyTable, load_tables
 from predictor.two_tower import TwoTowerConfig, TwoTowerPredictor
 
 METHODS = ("maple", "affine", "no-desc", "maple-10", "full-fit", "rand", "mlp")
@@ -154,15 +154,9 @@ def run(space_name: str, k: int, trials: int, devices=None, table_path=None, con
 
     if table_path is not None:
         try:
-            user = read_latency_files([table_path])
-            user_table = LatencyTable.from_long(user)
+            user_table = load_tables(space, [table_path])  # every arch checked against the space
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        for a in user_table.archs[:1000]:
-            try:
-                space.encode(a)
-            except ValueError:
-                raise UsageError(f"{table_path}: architecture {a!r} is not in space {space_name!r}") from None
         names = devices or list(user_table.devices)
         unknown = [d for d in names if d not in user_table.devices]
         if unknown:

@@ -348,6 +348,18 @@ def test_benchmark_table_with_bad_columns(tmp_path, capsys):
     assert "lacks column" in capsys.readouterr().err
 
 
+def test_benchmark_table_checks_every_architecture_against_the_space(space, tmp_path, capsys):
+    from predictor.benchmark import main
+
+    long = space.latency_table()
+    long = long[long["device"] == "raspi4"].head(1200)[["device", "arch_str", "latency_ms"]].astype(str)
+    long.iloc[1100, 1] = "|bogus~0|"  # it used to check the first 1000 only, then fail in a traceback
+    long.to_csv(tmp_path / "t.csv", index=False)
+    assert main(["--table", str(tmp_path / "t.csv"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: 1 architecture string(s) in the tables are not in space 'nasbench201', e.g. '|bogus~0|'\n"
+
+
 def test_affine_baseline_finds_an_affine_copy_and_floors_negative_extrapolation(tables):
     from predictor.baselines import AffineNearestDevice
 
