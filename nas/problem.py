@@ -20,13 +20,9 @@ class NasProblem(Problem):
                          xu=np.asarray(space.n_choices) - 1, vtype=int)
 
     def _evaluate(self, X, out, *args, **kwargs):
-        archs = []
-        for x in np.asarray(X).round().astype(int):
-            try:
-                archs.append(self.space.decode(x))
-            except ValueError as exc:
-                # n_choices promised this genome was valid: the space contradicts itself.
-                raise UsageError(f"search space {self.space.name!r} rejected genome {x.tolist()} within its own "
-                                 f"n_choices: {exc}") from None
+        try:
+            archs = [self.space.decode_within_choices(x) for x in np.asarray(X).round().astype(int)]
+        except ValueError as exc:  # a user space's bug, not a pymoo error: one line, not a traceback
+            raise UsageError(str(exc)) from None
         quality, latency = self.evaluator.evaluate(archs)
         out["F"] = np.column_stack([-quality, latency])

@@ -111,17 +111,50 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    new_folders = _folders_not_there_yet(args)
     try:
         with warnings.catch_warnings():
             # Our warnings are for the user, one line each, not Python's file:line format.
             warnings.showwarning = lambda message, *a, **k: print(f"warning: {message}", file=sys.stderr)
             return {"profile": _profile, "collect": _collect, "benchmark": _benchmark}[args.command](args)
     except KeyboardInterrupt:
+        _remove_if_empty(new_folders)
         print("interrupted: nothing was written", file=sys.stderr)
         return 130
     except UsageError as exc:
+        _remove_if_empty(new_folders)
         print(f"error: {exc}", file=sys.stderr)
         return USAGE_ERROR
+
+
+def _folders_not_there_yet(args) -> list:
+    """The output folder of the command and its parents that do not exist yet, deepest first.
+
+    Each command creates its output folder before measuring, to fail early when it cannot write;
+    a run that then fails or is interrupted removes them again, so that it leaves nothing behind.
+    """
+    from pathlib import Path
+
+    from profiler.profiles import profiles_dir
+
+    if args.command == "collect":
+        folder = args.out
+    elif args.command == "profile":
+        folder = args.profiles_dir or profiles_dir()
+    elif args.json:
+        folder = Path(args.json).parent
+    else:
+        return []
+    folder = Path(folder).expanduser().resolve()
+    return [p for p in [folder, *folder.parents] if not p.exists()]
+
+
+def _remove_if_empty(folders) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()  # only an empty folder: never another run's files
+        except OSError:
+            break
 
 
 def _space(name: str):
@@ -240,7 +273,10 @@ def _collect(args) -> int:
         raise UsageError(f"--device-name {device!r}: use letters, digits, '.', '_' and '-' only")
     out = Path(args.out)
     _check_writable_file(str(out / "x.csv"))  # before minutes of measuring, not after
-    archs = collect_archs(space, args.n, args.seed)
+    try:
+        archs = collect_archs(space, args.n, args.seed)
+    except ValueError as exc:  # a user space whose decode refuses its own genomes
+        raise UsageError(str(exc)) from None
     try:
         table = collect_table(space, archs, device, config, progress=not args.quiet)
     except MeasurementError as exc:

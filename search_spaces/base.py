@@ -58,7 +58,16 @@ class SearchSpace(ABC):
     def random_sample(self, n: int, rng: np.random.Generator) -> list[str]:
         """`n` architectures drawn uniformly over genomes."""
         genomes = rng.integers(0, self.n_choices, size=(n, self.n_vars))
-        return [self.decode(g) for g in genomes]
+        return [self.decode_within_choices(g) for g in genomes]
+
+    def decode_within_choices(self, genome: Sequence[int]) -> str:
+        """`decode` of a genome that `n_choices` allows; a ValueError from `decode` is re-raised
+        saying that the space contradicts itself, since no user input caused it."""
+        try:
+            return self.decode(genome)
+        except ValueError as exc:
+            raise ValueError(f"search space {self.name!r} rejected genome {[int(g) for g in genome]} within its "
+                             f"own n_choices: {exc}") from None
 
     # --- what the predictor and the profiler need --------------------------------------------
     def features(self, archs: Sequence[str]) -> np.ndarray:

@@ -153,6 +153,21 @@ def test_a_genome_the_space_rejects_stops_the_search_cleanly(tmp_path):
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
 
 
+@pytest.mark.parametrize("command", ["collect", "benchmark"])
+def test_a_genome_the_space_rejects_stops_the_profiler_cleanly(tmp_path, command):
+    # Both draw random genomes within n_choices, which RejectsGenomes then refuses to decode.
+    archs = ["-".join(map(str, g)) for g in itertools.product([0, 1], repeat=3)]
+    extra = (["--out", str(tmp_path / "out" / "tables")] if command == "collect" else
+             ["--tables", str(_table(tmp_path, archs)), "--json", str(tmp_path / "out" / "b.json")])
+    r = subprocess.run([sys.executable, "-m", "profiler", command, "--space", f"{BROKEN}:RejectsGenomes",
+                        "--n", "6", "--runs", "2", "--warmup", "0", "--quiet", *extra],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: search space 'rejects' rejected genome [")
+    assert "within its own n_choices: choice 2 is not implemented" in r.stderr
+    assert not (tmp_path / "out").exists(), "the folders it made to write into are removed again"
+
+
 @pytest.mark.slow
 def test_the_speedup_benchmark_runs_on_a_user_space_with_its_tables(tmp_path):
     from nas.benchmark import main as benchmark
