@@ -129,7 +129,7 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
 
 
 def _local_target(name: str, space: SearchSpace, batch_size: int, progress: bool) -> Target:
-    from profiler.measure import MeasureConfig, machine_description, measure_archs
+    from profiler.measure import MeasureConfig, MeasurementError, machine_description, measure_archs
 
     device = "cuda" if name == "local-cuda" else "cpu"
     if device == "cuda":
@@ -141,7 +141,11 @@ def _local_target(name: str, space: SearchSpace, batch_size: int, progress: bool
     machine = machine_description()
 
     def measure_here(archs):
-        return {a: m.median_ms for a, m in measure_archs(space, archs, config, progress=progress).items()}
+        try:
+            measured = measure_archs(space, archs, config, progress=progress)
+        except MeasurementError as exc:  # e.g. a user space whose module fails its forward pass
+            raise UsageError(f"cannot measure on this machine: {exc}") from None
+        return {a: m.median_ms for a, m in measured.items()}
 
     label = machine.get("gpu_name") if device == "cuda" else machine.get("cpu_model")
     return Target(name, "local", f"this machine ({label}), measured now", measure_here,

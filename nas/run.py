@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -75,10 +76,24 @@ def has_accuracy_table(space: SearchSpace) -> bool:
     return space.accuracy([], getattr(space, "dataset", None)) is not None
 
 
-def _proxy_of(arch: str, space: SearchSpace, proxy) -> float:
+def _proxy_of(arch: str, space: SearchSpace, proxy) -> tuple[float, str | None]:
+    """(score, None), or (nan, why) where the space's module fails: returned, not raised, so that Ray
+    does not retry a user space's bug as if a worker had been lost, and the driver says it in one line."""
     from search_spaces.proxy import proxy_score
 
-    return proxy_score(space, arch, proxy)
+    try:
+        return proxy_score(space, arch, proxy), None
+    except Exception as exc:  # anything a user's build_module or forward pass can raise
+        return math.nan, f"{type(exc).__name__}: {exc}"
+
+
+def _proxy_scores(archs, space: SearchSpace, proxy, runner) -> np.ndarray:
+    scored = runner.map(_proxy_of, archs, space, proxy)
+    for arch, (_, error) in zip(archs, scored):
+        if error is not None:
+            raise UsageError(f"cannot score {arch!r} of search space {space.name!r} with the {proxy.name} proxy: "
+                             f"{error}")
+    return np.array([score for score, _ in scored], dtype=float)
 
 
 def quality_objective(space: SearchSpace, runner=None) -> Objective:
@@ -91,7 +106,7 @@ def quality_objective(space: SearchSpace, runner=None) -> Objective:
     proxy = ProxyConfig()
     runner = runner or InlineRunner()
     return Objective("proxy_score", f"{proxy.name} proxy score (not accuracy)",
-                     lambda archs: np.array(runner.map(_proxy_of, archs, space, proxy), dtype=float))
+                     lambda archs: _proxy_scores(archs, space, proxy, runner))
 
 
 def build_predictor(space: SearchSpace, table: LatencyTable, target: Target, n_samples: int):

@@ -153,6 +153,23 @@ def test_a_genome_the_space_rejects_stops_the_search_cleanly(tmp_path):
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
 
 
+@pytest.mark.parametrize("device, expected", [
+    # a table device: the module is first run by the proxy, in a Ray worker
+    ("a", "' of search space 'fails_forward' with the synflow proxy: RuntimeError: "),
+    # this machine: the module is first run to measure the predictor's samples
+    ("local", "error: cannot measure on this machine: "),  # then the arch, and what failed
+])
+def test_a_module_that_fails_its_forward_pass_stops_the_search_in_one_line(tmp_path, device, expected):
+    archs = ["-".join(map(str, g)) for g in itertools.product([0, 1], repeat=3)]
+    r = run_cli("--space", f"{BROKEN}:FailsForward", "--tables", str(_table(tmp_path, archs)), "--device", device,
+                "--pop-size", "8", "--generations", "2", "--workers", "1", "--out", str(tmp_path / "r"),
+                "--no-progress")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert expected in line and "shapes cannot be multiplied" in line
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize("command", ["collect", "benchmark"])
 def test_a_genome_the_space_rejects_stops_the_profiler_cleanly(tmp_path, command):
     # Both draw random genomes within n_choices, which RejectsGenomes then refuses to decode.

@@ -42,3 +42,27 @@ class RejectsGenomes(SearchSpace):
 
     def build_module(self, arch, num_classes=10):
         raise NotImplementedError
+
+
+class FailsForward(SearchSpace):
+    """A valid genome and architecture string, but a module that cannot take the space's input."""
+
+    name = "fails_forward"
+
+    def __init__(self, dataset=None):
+        pass
+
+    @property
+    def n_choices(self):
+        return np.array([2, 2, 2])
+
+    def decode(self, genome):
+        return "-".join(str(int(g)) for g in genome)
+
+    def encode(self, arch):
+        return np.array([int(v) for v in arch.split("-")])
+
+    def build_module(self, arch, num_classes=10):
+        import torch
+
+        return torch.nn.Linear(3, num_classes)  # its input is (N, 3, 32, 32): the last dim is not 3
