@@ -7,6 +7,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from nas.config import UsageError
+
 BatchFn = Callable[[Sequence[str]], np.ndarray]
 
 
@@ -31,8 +33,7 @@ class Evaluator:
         """(quality, latency in ms) for each arch; only archs not seen before are computed."""
         new = list(dict.fromkeys(a for a in archs if a not in self.records))
         if new:
-            q = np.asarray(self.quality.fn(new), dtype=float)
-            lat = np.asarray(self.latency.fn(new), dtype=float)
+            q, lat = (_checked(objective, new) for objective in (self.quality, self.latency))
             self.records.update(zip(new, zip(q.tolist(), lat.tolist())))
         values = np.array([self.records[a] for a in archs], dtype=float).reshape(-1, 2)
         return values[:, 0], values[:, 1]
@@ -40,3 +41,21 @@ class Evaluator:
     @property
     def n_evaluated(self) -> int:
         return len(self.records)
+
+
+def _checked(objective: Objective, archs: list[str]) -> np.ndarray:
+    """One finite number per arch from `objective`, else UsageError: a user space's accuracy() that
+    returns too few values or a NaN would otherwise fail inside pymoo, or write NaN results."""
+    try:
+        values = np.asarray(objective.fn(archs), dtype=float)
+    except (TypeError, ValueError) as exc:  # e.g. None, strings or ragged lists for numbers
+        raise UsageError(f"{objective.name} of {len(archs)} architectures is not an array of numbers: {exc}") from None
+    if values.shape != (len(archs),):
+        raise UsageError(f"{objective.name} returned shape {values.shape} for {len(archs)} architectures: one "
+                         f"number per architecture is needed")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise UsageError(f"{objective.name} of {archs[i]!r} is {values[i]} ({int(bad.sum())} of {len(archs)} "
+                         f"architectures not finite): every candidate needs a number")
+    return values

@@ -153,6 +153,23 @@ def test_a_genome_the_space_rejects_stops_the_search_cleanly(tmp_path):
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
 
 
+@pytest.mark.parametrize("space, expected", [
+    ("NaNAccuracy", r"error: accuracy of '1-[01]-[01]' is nan \(\d+ of \d+ architectures not finite\): every "
+                    r"candidate needs a number"),
+    ("ShortAccuracy", r"error: accuracy returned shape \((\d+),\) for \d+ architectures: one number per "
+                      r"architecture is needed"),
+])
+def test_an_accuracy_that_is_not_one_number_per_candidate_stops_the_search(tmp_path, space, expected):
+    import re
+
+    archs = ["-".join(map(str, g)) for g in itertools.product([0, 1], repeat=3)]
+    r = run_cli("--space", f"{BROKEN}:{space}", "--tables", str(_table(tmp_path, archs)), "--device", "a",
+                "--pop-size", "8", "--generations", "2", "--out", str(tmp_path / "r"), "--no-progress")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert re.fullmatch(expected, r.stderr.strip()), r.stderr
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize("device, expected", [
     # a table device: the module is first run by the proxy, in a Ray worker
     ("a", "' of search space 'fails_forward' with the synflow proxy: RuntimeError: "),
