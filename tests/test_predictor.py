@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -196,6 +197,23 @@ def test_cache_round_trip_and_corrupt_entry(space, tables, tmp_path, monkeypatch
     third = TwoTowerPredictor(space, cfg).fit(initial)
     np.testing.assert_allclose(third.adapt(samples).predict(list(truth.index)), expected, rtol=1e-5)
     assert entries[0].stat().st_size > 100
+
+
+@pytest.mark.parametrize("broken, shown", [
+    (lambda f: f[:-1], "shape (399, 4) for 400 architectures"),
+    (lambda f: np.where(f == 2, np.nan, f), "shape (400, 4) for 400 architectures"),
+])
+def test_cost_features_of_the_wrong_shape_are_named(tables, broken, shown):
+    from search_spaces.nasbench201 import NasBench201
+
+    class Broken(NasBench201):  # a user's override gone wrong
+        def cost_features(self, archs):
+            return broken(super().cost_features(archs))
+
+    initial, _ = tables
+    with pytest.raises(ValueError, match=rf"search space 'nasbench201': cost_features gave {re.escape(shown)}; "
+                                         "it must give finite numbers, one row per architecture"):
+        MaplePredictor(Broken()).fit(initial)
 
 
 def test_config_is_validated(space, tables):
