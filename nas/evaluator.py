@@ -46,8 +46,9 @@ class Evaluator:
 def _checked(objective: Objective, archs: list[str]) -> np.ndarray:
     """One finite number per arch from `objective`, else UsageError: a user space's accuracy() that
     returns too few values or a NaN would otherwise fail inside pymoo, or write NaN results."""
+    raw = objective.fn(archs)
     try:
-        values = np.asarray(objective.fn(archs), dtype=float)
+        values = np.asarray(raw, dtype=float)
     except (TypeError, ValueError) as exc:  # e.g. None, strings or ragged lists for numbers
         raise UsageError(f"{objective.name} of {len(archs)} architectures is not an array of numbers: {exc}") from None
     if values.shape != (len(archs),):
