@@ -33,12 +33,19 @@ without descriptor, and the earlier MLP two-tower regressor (`predictor.two_towe
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
+
 from predictor.base import LATENCY_FLOOR, FewShotPredictor
 from predictor.tables import LatencyTable
+
+
+#: Bump when a change to the design makes cached reference orders wrong.
+_CACHE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,10 @@ class MapleConfig:
     design_noise: float | None = None
     #: Seed of the candidates, the simulated devices and their noise, and of random references.
     seed: int = 0
+    #: Keep the designed references on disk (`HWNAS_CACHE_DIR`, default ~/.cache/hwnas). The design
+    #: is the slow part of `fit` (about 30 s on FBNet's hundreds of cost columns, 2 cores) and
+    #: depends only on the initial set, the cost features and this configuration, which key the entry.
+    cache: bool = True
 
     def validate(self) -> None:
         if self.n_samples < 1:
@@ -198,9 +209,28 @@ class MaplePredictor(FewShotPredictor):
         self._eval_rows, self._eval_weight = rows, counts / counts.sum()
         self.design_noise_ = cfg.design_noise if cfg.design_noise is not None else self._timing_noise(latency, fitted)
         self._simulated = self._simulated_devices(cfg)
-        self.reference_order_ = self._choose_references(cfg, cfg.n_samples)
+        self.reference_order_ = self._designed_references(cfg, latency)
         self.__dict__.pop("target_costs_", None)
         return self
+
+    def _designed_references(self, cfg: MapleConfig, latency: np.ndarray) -> list[int]:
+        """`_choose_references(cfg, n_samples)`, read from the on-disk cache where `cfg.cache`."""
+        if not cfg.cache or cfg.references != "designed":
+            return self._choose_references(cfg, cfg.n_samples)
+        from predictor.cache import ModelCache
+
+        h = hashlib.sha256(f"maple-refs-v{_CACHE_VERSION}".encode())
+        h.update(repr(sorted((k, v) for k, v in dataclasses.asdict(cfg).items() if k != "cache")).encode())
+        h.update("\0".join(self.table_.devices).encode() + b"\1" + "\0".join(self.table_.archs).encode())
+        h.update(np.ascontiguousarray(latency).tobytes() + np.ascontiguousarray(self.rows_).tobytes())
+        cache, key = ModelCache(prefix="maple-refs"), h.hexdigest()[:32]
+        refs = (cache.load(key) or {}).get("reference_order")
+        n = len(self.table_.archs)
+        if not (isinstance(refs, list) and len(refs) == cfg.n_samples == len(set(refs))
+                and all(isinstance(r, int) and 0 <= r < n for r in refs)):  # absent or not ours: design again
+            refs = self._choose_references(cfg, cfg.n_samples)
+            cache.save(key, {"reference_order": refs})
+        return refs
 
     @staticmethod
     def _timing_noise(latency: np.ndarray, fitted: np.ndarray) -> float:

@@ -13,6 +13,21 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def fresh_cache(tmp_path_factory):
+    """Fits cache their slow parts under $HWNAS_CACHE_DIR: a new folder per test run (child processes
+    included), so that no test reads an entry that older code wrote."""
+    import os
+
+    old = os.environ.get("HWNAS_CACHE_DIR")
+    os.environ["HWNAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("hwnas-cache"))
+    yield
+    if old is None:
+        os.environ.pop("HWNAS_CACHE_DIR", None)
+    else:
+        os.environ["HWNAS_CACHE_DIR"] = old
+
+
 @pytest.fixture(params=[0o022, 0o027], ids=["umask022", "umask027"])
 def umask(request):
     """Runs the test under each of two common umasks; the value is the umask."""

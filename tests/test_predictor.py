@@ -216,6 +216,26 @@ def test_cost_features_of_the_wrong_shape_are_named(tables, broken, shown):
         MaplePredictor(Broken()).fit(initial)
 
 
+def test_designed_references_are_cached_by_table_and_config(space, tables, tmp_path, monkeypatch):
+    monkeypatch.setenv("HWNAS_CACHE_DIR", str(tmp_path))
+    initial, _ = tables
+    cfg = MapleConfig(design_subsets=300)  # a smaller design: each fit below that misses the cache runs one
+    first = MaplePredictor(space, cfg).fit(initial).reference_order_
+    (entry,) = tmp_path.glob("maple-refs-*.pt")
+    # A second fit reads the entry: replaced by another valid order, that order comes back.
+    key = entry.name[len("maple-refs-"):-len(".pt")]
+    ModelCache(tmp_path, prefix="maple-refs").save(key, {"reference_order": [0, 1, 2]})
+    assert MaplePredictor(space, cfg).fit(initial).reference_order_ == [0, 1, 2]
+    # Another configuration or another initial set is another entry.
+    MaplePredictor(space, dataclasses.replace(cfg, seed=1)).fit(initial)
+    MaplePredictor(space, cfg).fit(initial.select(list(initial.devices[:-1])))
+    assert len(list(tmp_path.glob("maple-refs-*.pt"))) == 3
+    # A corrupt entry is designed again; without the cache the design is the same.
+    entry.write_bytes(b"not a cache entry")
+    assert MaplePredictor(space, cfg).fit(initial).reference_order_ == first
+    assert MaplePredictor(space, dataclasses.replace(cfg, cache=False)).fit(initial).reference_order_ == first
+
+
 def test_config_is_validated(space, tables):
     initial, _ = tables
     with pytest.raises(ValueError):
