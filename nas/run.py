@@ -109,7 +109,7 @@ def quality_objective(space: SearchSpace, runner=None) -> Objective:
                      lambda archs: _proxy_scores(archs, space, proxy, runner))
 
 
-def build_predictor(space: SearchSpace, table: LatencyTable, target: Target, n_samples: int):
+def build_predictor(space: SearchSpace, table: LatencyTable, target: Target, n_samples: int, progress: bool = False):
     """Fit on every shipped device but the target, then adapt from the target's measured samples.
 
     Returns (predictor, samples, seconds spent measuring the samples on the target).
@@ -121,7 +121,7 @@ def build_predictor(space: SearchSpace, table: LatencyTable, target: Target, n_s
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     try:
-        predictor = MaplePredictor(space).fit(initial)
+        predictor = MaplePredictor(space, progress=progress).fit(initial)
         references = predictor.reference_archs(n_samples)
     except ValueError as exc:  # tables too small, e.g. fewer architectures than samples to measure
         raise UsageError(f"cannot fit the predictor on these tables ({len(initial.archs)} architectures) "
@@ -172,7 +172,7 @@ def run_search(config: SearchConfig) -> SearchResult:
                             tables=config.tables)
 
     t = time.perf_counter()
-    predictor, samples, measure_s = build_predictor(space, table, target, config.samples)
+    predictor, samples, measure_s = build_predictor(space, table, target, config.samples, config.progress)
     timings["predictor_s"] = time.perf_counter() - t
 
     expensive = not has_accuracy_table(space)

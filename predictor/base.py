@@ -23,9 +23,10 @@ class FewShotPredictor:
     config_class: type
     fitted_attr: str
 
-    def __init__(self, space: SearchSpace, config=None):
+    def __init__(self, space: SearchSpace, config=None, progress: bool = False):
         self.space = space
         self.config = config
+        self.progress = progress  # a bar on stderr over the slow part of `fit`, for command-line use
 
     def _cfg(self):
         return self.config if self.config is not None else self.config_class()

@@ -285,7 +285,13 @@ class MaplePredictor(FewShotPredictor):
             rng = np.random.default_rng(cfg.seed + 2)
             sets = np.stack([rng.choice(len(cands), block, replace=False) for _ in range(cfg.design_subsets)])
             sets = np.unique(np.sort(sets, axis=1), axis=0)
-            chosen = [int(c) for c in cands[sets[int(np.argmax(self._design_scores(cands[sets])))]]]
+            from tqdm.auto import tqdm
+
+            # The one slow step of a fit (seconds on NB201, half a minute on FBNet): worth a bar.
+            with tqdm(total=len(sets), desc=f"choosing {block} reference archs", unit="set", leave=False,
+                      disable=not self.progress) as bar:
+                scores = self._design_scores(cands[sets], bar)
+            chosen = [int(c) for c in cands[sets[int(np.argmax(scores))]]]
         while len(chosen) < k:
             free = np.array([c for c in self._candidates if c not in chosen], dtype=int)
             if not len(free):  # every candidate already chosen: extend with the next unused arch
@@ -295,14 +301,15 @@ class MaplePredictor(FewShotPredictor):
             chosen.append(int(free[int(np.argmax(self._design_scores(sets)))]))
         return chosen
 
-    def _design_scores(self, sets: np.ndarray) -> np.ndarray:
+    def _design_scores(self, sets: np.ndarray, bar=None) -> np.ndarray:
         """Mean ±10% accuracy, over the simulated devices, of the prior conditioned on each set of
         references (rows of `sets`, architecture indices) as those devices measure them.
 
         A simulated device's latencies are its design rows times its costs; its samples carry
         relative noise `design_noise_` (fixed draws shared by every set, so sets are compared on the
         same noise). Being drawn from the prior, the simulated devices include ones unlike any in
-        the initial set, which is what an unseen target may be.
+        the initial set, which is what an unseen target may be. `bar`, where given, advances by the
+        sets scored.
         """
         cfg = self._cfg()
         theta = self._simulated                                   # (m, p)
@@ -321,6 +328,8 @@ class MaplePredictor(FewShotPredictor):
             pred = np.maximum(pred, LATENCY_FLOOR * measured.min(axis=2)[..., None])
             hit = np.abs(pred / true - 1.0) <= 0.1
             out[lo:lo + batch] = (hit @ self._eval_weight).mean(axis=1)
+            if bar is not None:
+                bar.update(len(rows))
         return out
 
     # --- the target (reference_archs: FewShotPredictor) --------------------------------------------

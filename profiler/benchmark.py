@@ -102,7 +102,7 @@ def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None
     if config.use_maple:
         from predictor.maple import MaplePredictor
 
-        maple = MaplePredictor(space).fit(table)
+        maple = MaplePredictor(space, progress=progress).fit(table)
     if reference_archs is not None:
         refs, source = list(reference_archs), "given by the caller"
     elif maple is not None:

@@ -182,13 +182,13 @@ def _measure_config(args):
     return config
 
 
-def _reference_archs(space, k: int, table, name: str) -> list[str]:
+def _reference_archs(space, k: int, table, name: str, progress: bool = False) -> list[str]:
     """The archs `nas.search --device NAME` will ask the profile for: the predictor's references when
     fitted on the same initial set (the shipped tables, or the search's --tables)."""
     from predictor.maple import MaplePredictor
 
     try:
-        return list(MaplePredictor(space).fit(table.initial_set(name)).reference_archs(k))
+        return list(MaplePredictor(space, progress=progress).fit(table.initial_set(name)).reference_archs(k))
     except ValueError as exc:  # e.g. fewer devices than the prior needs, fewer archs than --samples
         raise UsageError(f"cannot choose {k} reference archs from these tables: {exc}") from None
 
@@ -223,7 +223,7 @@ def _profile(args) -> int:
             except ValueError as exc:
                 raise UsageError(f"--arch: {exc}") from None
     else:
-        archs = _reference_archs(space, args.samples, table, args.name)
+        archs = _reference_archs(space, args.samples, table, args.name, progress=not args.quiet)
     try:
         directory = check_writable(args.profiles_dir)
     except ProfileError as exc:

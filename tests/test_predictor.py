@@ -236,6 +236,15 @@ def test_designed_references_are_cached_by_table_and_config(space, tables, tmp_p
     assert MaplePredictor(space, dataclasses.replace(cfg, cache=False)).fit(initial).reference_order_ == first
 
 
+def test_the_design_shows_a_bar_only_when_asked(space, tables, capsys):
+    initial, _ = tables
+    cfg = MapleConfig(design_subsets=300, cache=False)
+    MaplePredictor(space, cfg).fit(initial)
+    assert capsys.readouterr().err == ""
+    MaplePredictor(space, cfg, progress=True).fit(initial)
+    assert "choosing 3 reference archs" in capsys.readouterr().err
+
+
 def test_config_is_validated(space, tables):
     initial, _ = tables
     with pytest.raises(ValueError):
