@@ -105,7 +105,8 @@ class SearchSpace(ABC):
     datasets: tuple[str, ...] = ()
 
     def accuracy(self, archs: Sequence[str], dataset: str) -> np.ndarray | None:
-        """Benchmark test accuracy in %, or None where the space has no accuracy table."""
+        """Benchmark test accuracy in %, one finite number per arch, or None where the space has no
+        accuracy table. The search calls it with no archs first, to learn which."""
         return None
 
     def latency_table(self) -> pd.DataFrame | None:
