@@ -44,24 +44,10 @@ def known_devices(table: LatencyTable, profiles_dir: Path | None, space: SearchS
     return names + list(LOCAL_DEVICES)
 
 
-def _profiles_folder(profiles_dir: Path | None) -> Path:
-    from profiler.profiles import profiles_dir as default_dir
-
-    return Path(profiles_dir) if profiles_dir else default_dir()
-
-
 def _saved_profiles(profiles_dir: Path | None, space_name: str) -> list[str]:
-    directory = _profiles_folder(profiles_dir)
-    suffix = f"--{space_name}.json"
-    return sorted(p.name[: -len(suffix)] for p in directory.glob(f"*{suffix}")) if directory.is_dir() else []
+    from profiler.profiles import saved_profiles
 
-
-def _other_spaces_profiled(profiles_dir: Path | None, name: str) -> list[str]:
-    """Spaces for which `name` has a saved profile: a profile made for the wrong space is a common slip."""
-    directory = _profiles_folder(profiles_dir)
-    prefix = f"{name}--"
-    return sorted(p.name[len(prefix): -len(".json")] for p in directory.glob(f"{prefix}*.json")) \
-        if directory.is_dir() else []
+    return [name for name, space in saved_profiles(profiles_dir) if space == space_name]
 
 
 def profile_command(name: str, space: SearchSpace, tables: Sequence[Path] = (), samples: int | None = None) -> str:
@@ -93,7 +79,7 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
 
         return Target(name, "table", f"{origin} {space.name} latency table", from_table, column)
 
-    from profiler.profiles import ProfileError, load_profile, profile_path
+    from profiler.profiles import ProfileError, load_profile, profile_path, saved_profiles
 
     try:
         profile = load_profile(name, space.name, profiles_dir, redo=profile_command(name, space, tables))
@@ -121,7 +107,8 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
     except ProfileError as exc:  # no profile can have this name: do not print a command that fails
         raise UsageError(f"unknown device {name!r} for {space.name}, and it cannot be a profile's: {exc} "
                          f"(known devices: {known})") from None
-    elsewhere = _other_spaces_profiled(profiles_dir, name)
+    # a profile made for another space is an easy slip: `profiler profile` defaults to nasbench201
+    elsewhere = [s for n, s in saved_profiles(profiles_dir) if n == name]
     other = f" ({name!r} has a profile for {', '.join(elsewhere)} only)" if elsewhere else ""
     raise UsageError(
         f"unknown device {name!r} for {space.name}: no {origin} table and no saved profile{other}. "

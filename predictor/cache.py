@@ -7,10 +7,12 @@ invalidated. A file that cannot be read back is treated as missing and rebuilt.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -18,6 +20,18 @@ def default_cache_dir() -> Path:
     """``$HWNAS_CACHE_DIR`` if set, else ``~/.cache/hwnas`` (read at call time, not import time)."""
     env = os.environ.get("HWNAS_CACHE_DIR")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "hwnas"
+
+
+def fingerprint(header: str, fields: dict, table, features: np.ndarray) -> str:
+    """A cache key: a hash of `header` (what is cached, and its version), the configuration `fields`,
+    the initial set `table` (devices, architectures, latencies) and the architectures' `features`."""
+    h = hashlib.sha256(header.encode())
+    h.update(repr(sorted(fields.items())).encode())
+    h.update("\0".join(table.devices).encode())
+    h.update("\0".join(table.archs).encode())
+    h.update(np.ascontiguousarray(table.latency_ms, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(features).tobytes())
+    return h.hexdigest()[:32]
 
 
 class ModelCache:

@@ -34,7 +34,6 @@ without descriptor, and the earlier MLP two-tower regressor (`predictor.two_towe
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -209,21 +208,19 @@ class MaplePredictor(FewShotPredictor):
         self._eval_rows, self._eval_weight = rows, counts / counts.sum()
         self.design_noise_ = cfg.design_noise if cfg.design_noise is not None else self._timing_noise(latency, fitted)
         self._simulated = self._simulated_devices(cfg)
-        self.reference_order_ = self._designed_references(cfg, latency)
+        self.reference_order_ = self._designed_references(cfg)
         self.__dict__.pop("target_costs_", None)
         return self
 
-    def _designed_references(self, cfg: MapleConfig, latency: np.ndarray) -> list[int]:
+    def _designed_references(self, cfg: MapleConfig) -> list[int]:
         """`_choose_references(cfg, n_samples)`, read from the on-disk cache where `cfg.cache`."""
         if not cfg.cache or cfg.references != "designed":
             return self._choose_references(cfg, cfg.n_samples)
-        from predictor.cache import ModelCache
+        from predictor.cache import ModelCache, fingerprint
 
-        h = hashlib.sha256(f"maple-refs-v{_CACHE_VERSION}".encode())
-        h.update(repr(sorted((k, v) for k, v in dataclasses.asdict(cfg).items() if k != "cache")).encode())
-        h.update("\0".join(self.table_.devices).encode() + b"\1" + "\0".join(self.table_.archs).encode())
-        h.update(np.ascontiguousarray(latency).tobytes() + np.ascontiguousarray(self.rows_).tobytes())
-        cache, key = ModelCache(prefix="maple-refs"), h.hexdigest()[:32]
+        fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "cache"}
+        key = fingerprint(f"maple-refs-v{_CACHE_VERSION}", fields, self.table_, self.rows_)
+        cache = ModelCache(prefix="maple-refs")
         refs = (cache.load(key) or {}).get("reference_order")
         n = len(self.table_.archs)
         if not (isinstance(refs, list) and len(refs) == cfg.n_samples == len(set(refs))

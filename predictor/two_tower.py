@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -55,7 +54,7 @@ import numpy as np
 import torch
 
 from predictor.base import FewShotPredictor
-from predictor.cache import ModelCache
+from predictor.cache import ModelCache, fingerprint
 from predictor.tables import LatencyTable
 
 #: Bump when a change to this module makes old cache entries wrong.
@@ -245,16 +244,9 @@ class TwoTowerPredictor(FewShotPredictor):
 
     # --- fitting ---------------------------------------------------------------------------------
     def _cache_key(self, table: LatencyTable, features: np.ndarray) -> str:
-        cfg = self._cfg()
-        h = hashlib.sha256()
-        h.update(f"two-tower-v{_CACHE_VERSION}|{type(self.space).__module__}.{type(self.space).__qualname__}".encode())
-        fit_fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _ADAPT_FIELDS}
-        h.update(repr(sorted(fit_fields.items())).encode())
-        h.update("\0".join(table.devices).encode())
-        h.update("\0".join(table.archs).encode())
-        h.update(np.ascontiguousarray(table.latency_ms, dtype=np.float64).tobytes())
-        h.update(np.ascontiguousarray(features, dtype=np.float32).tobytes())
-        return h.hexdigest()[:32]
+        fit_fields = {k: v for k, v in dataclasses.asdict(self._cfg()).items() if k not in _ADAPT_FIELDS}
+        header = f"two-tower-v{_CACHE_VERSION}|{type(self.space).__module__}.{type(self.space).__qualname__}"
+        return fingerprint(header, fit_fields, table, np.asarray(features, dtype=np.float32))
 
     def fit(self, table: LatencyTable) -> "TwoTowerPredictor":
         """Learn from the initial set: every device in `table` (latencies in ms). Returns self."""

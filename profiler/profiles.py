@@ -80,6 +80,14 @@ def profile_path(name: str, space: str, directory: Path | str | None = None) -> 
     return Path(directory or profiles_dir()) / f"{name}--{space}.json"
 
 
+def saved_profiles(directory: Path | str | None = None) -> list[tuple[str, str]]:
+    """(name, space) of every profile file in `directory` (default `profiles_dir()`), sorted."""
+    directory = Path(directory or profiles_dir())
+    if not directory.is_dir():
+        return []
+    return sorted(tuple(p.name[: -len(".json")].rsplit("--", 1)) for p in directory.glob("*--*.json"))
+
+
 def check_writable(directory: Path | str | None = None) -> Path:
     """Create the profiles directory if needed and check a file can be written there.
 
