@@ -45,6 +45,10 @@ SEARCH_SPACE = {
 }
 
 
+class TrialsFailed(RuntimeError):
+    """No trial of the sweep returned scores (Ray has logged why)."""
+
+
 def validation_devices(space_name: str, table_devices) -> list[str]:
     """HELP's meta-valid devices of the space that the shipped table has."""
     from search_spaces.data import device_catalog
@@ -117,6 +121,14 @@ def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers
         if not targets:
             raise UsageError(f"no validation devices for {name}")
         test = [d for d in table.devices if split in cat.columns and d in cat.index and cat.at[d, split] == "meta-test"]
+        # Checked here, not left to the trials: inside Ray a bad setting only shows as "every trial failed".
+        if samples >= len(table.archs):
+            raise UsageError(f"--samples {samples} leaves nothing to predict: {name} has {len(table.archs)} archs")
+        for d in targets:
+            kept = initial_set(table, d, test, hold_out_corr).devices
+            if len(kept) < 2:
+                raise UsageError(f"{d}'s initial set has {len(kept)} device(s) at --hold-out-corr {hold_out_corr:g}, "
+                                 f"and the predictor needs at least 2: raise --hold-out-corr")
         problems.append((space, table, targets, test))
 
     base = dataclasses.replace(MapleConfig(), n_samples=samples)
@@ -162,8 +174,15 @@ def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers
         if started:
             ray.shutdown()
     if not rows:
-        raise RuntimeError("every trial failed; see Ray's log above")
+        raise TrialsFailed("every trial failed; see Ray's log above")
     return sorted(rows, key=lambda r: -r["objective"])
+
+
+def _device_list(text: str) -> list[str]:
+    names = list(dict.fromkeys(d.strip() for d in text.split(",") if d.strip()))
+    if not names:
+        raise argparse.ArgumentTypeError("names no device")
+    return names
 
 
 def main(argv=None) -> int:
@@ -174,7 +193,7 @@ def main(argv=None) -> int:
                         "is chosen for all of them (default: nasbench201,fbnet)")
     p.add_argument("--num-samples", type=int, default=24, help="configurations tried (default: 24)")
     p.add_argument("--samples", type=int, default=3, help="measured samples per target (default: 3)")
-    p.add_argument("--devices", type=lambda s: [d for d in s.split(",") if d], default=None,
+    p.add_argument("--devices", type=_device_list, default=None,
                    help="validation targets (default: HELP's meta-valid devices of the space)")
     p.add_argument("--workers", type=int, default=2, help="trials run at once (default: 2)")
     p.add_argument("--hold-out-corr", type=float, default=0.98,
@@ -191,6 +210,9 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except TrialsFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     names = list(SEARCH_SPACE)
     print("objective  ±10%    rho    " + "  ".join(names))
     for r in rows:

@@ -57,3 +57,20 @@ def test_tiny_sweep_runs_through_ray_and_ranks_trials():
     assert rows[0]["objective"] >= rows[1]["objective"]
     # the current defaults are always trial 0, so they are among the rows
     assert any(r["prior_shrinkage"] == MapleConfig().prior_shrinkage for r in rows)
+
+
+def test_sweep_refuses_settings_every_trial_would_fail_on():
+    # Inside Ray these only showed as "every trial failed" with a traceback, after Ray had started.
+    with pytest.raises(UsageError, match="titanx_1's initial set has 0 device"):
+        sweep("nasbench201", 1, 3, devices=["titanx_1"], hold_out_corr=-5)
+    with pytest.raises(UsageError, match="--samples 15625 leaves nothing to predict"):
+        sweep("nasbench201", 1, 15625, devices=["titanx_1"])
+
+
+def test_cli_refuses_an_empty_device_list(capsys):
+    from predictor.tune import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--space", "nasbench201", "--devices", ","])
+    assert exc.value.code == 2
+    assert "--devices: names no device" in capsys.readouterr().err
