@@ -41,16 +41,20 @@ class FewShotPredictor:
         """The `k` architectures the target must measure (default `config.n_samples`).
 
         Deterministic for a given initial set and configuration, and nested: the first
-        `n_samples` are always the same, more extend them greedily.
+        `n_samples` are always the same, more extend them.
         """
         self._check_fitted()
         cfg = self._cfg()
         k = cfg.n_samples if k is None else int(k)
-        if not 1 <= k <= len(self.table_.archs):
-            raise ValueError(f"k must lie in 1..{len(self.table_.archs)}")
+        if not 1 <= k <= self._max_references():
+            raise ValueError(f"k must lie in 1..{self._max_references()}")
         if k > len(self.reference_order_):
             self.reference_order_ = self._choose_references(cfg, k, start=self.reference_order_)
         return [self.table_.archs[j] for j in self.reference_order_[:k]]
+
+    def _max_references(self) -> int:
+        """How many distinct architectures of the initial set a target may be asked to measure."""
+        return len(self.table_.archs)
 
     def _measured(self, samples: Mapping[str, float]) -> tuple[list[str], np.ndarray]:
         """The samples' architectures and latencies (ms), checked: at least one, all positive and finite."""

@@ -24,8 +24,10 @@ architectures by mixing those samples into the training set. Here:
   from the prior (its own world: latency = design row . costs, so they include devices unlike any
   in the initial set), each "measures" a candidate set of references with timing noise, and the
   set whose conditioned predictions are most often within ±10% on those devices is chosen. The
-  first three references are the best of many random sets of candidates; more are added greedily.
-  `MapleConfig.references = "random"` draws them instead.
+  first three references are the best of many random sets of candidates; more are added greedily
+  (up to `MapleConfig.design_greedy`, then at random). No reference is an architecture whose output
+  ignores its input (`SearchSpace.ignores_input`): a compiler may fold it away, so its latency
+  measures no op. `MapleConfig.references = "random"` draws them instead.
 
 `python -m predictor.benchmark` compares this with the affine nearest-device baseline, the ablation
 without descriptor, and the earlier MLP two-tower regressor (`predictor.two_tower`), which lost.
@@ -44,7 +46,7 @@ from predictor.tables import LatencyTable
 
 
 #: Bump when a change to the design makes cached reference orders wrong.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,12 @@ class MapleConfig:
     design_block: int = 3
     design_candidates: int = 400
     design_eval_archs: int = 2000
+    #: References beyond the first block are added greedily up to this many; any further ones are
+    #: drawn at random from the unchosen candidates. A greedy step scores every candidate on every
+    #: simulated device, and costs more with each reference: on NB201, 60 references took 75 s and
+    #: 100 did not finish in 5 min. At 20 references the cap costs 5 s on NB201 and 21 s on FBNet;
+    #: on the NB201 dev devices, 20 greedy scored 0.918 / 0.977 and 10 greedy + 10 random 0.908 / 0.978.
+    design_greedy: int = 20
     #: Relative timing noise of a measured sample in the design. None: measured from the initial
     #: set (the median over its devices of the additive model's robust residual spread; ~0.02 on
     #: the shipped NAS-Bench-201 table).
@@ -101,6 +109,8 @@ class MapleConfig:
             raise ValueError(f"references must be 'designed' or 'random', not {self.references!r}")
         if min(self.design_devices, self.design_subsets, self.design_block) < 1:
             raise ValueError("design_devices, design_subsets and design_block must be at least 1")
+        if self.design_greedy < 0:
+            raise ValueError("design_greedy must be non-negative")
         if self.prior_shrinkage < 0:
             raise ValueError("prior_shrinkage must be non-negative")
         if self.sample_noise <= 0:
@@ -188,8 +198,16 @@ class MaplePredictor(FewShotPredictor):
             raise ValueError("the initial set needs at least 2 devices")
         if len(table.archs) <= cfg.n_samples:
             raise ValueError(f"the initial set needs more than n_samples={cfg.n_samples} architectures")
+        ignores_input = np.asarray(self.space.ignores_input(table.archs), dtype=bool)
+        if ignores_input.shape != (len(table.archs),):
+            raise ValueError(f"search space {self.space.name!r}: ignores_input gave shape "
+                             f"{ignores_input.shape} for {len(table.archs)} architectures")
+        if np.sum(~ignores_input) < cfg.n_samples:
+            raise ValueError(f"the initial set needs n_samples={cfg.n_samples} architectures whose output "
+                             f"depends on their input; it has {int(np.sum(~ignores_input))}")
         self.table_ = table
         self.rows_ = self._rows(table.archs)
+        self.ignores_input_ = ignores_input
         self.mean_row_ = self.rows_.mean(axis=0)
         latency = np.asarray(table.latency_ms, dtype=np.float64)
         # Minimum-norm least squares: collinear columns (an intercept and one-hot columns that sum to
@@ -265,6 +283,12 @@ class MaplePredictor(FewShotPredictor):
         order = np.lexsort((misfit, group))            # by group, then by misfit within it
         starts = np.r_[True, group[order][1:] != group[order][:-1]]
         typical = np.sort(order[starts])
+        # Where a row's most typical arch ignores its input, its most typical one that does not stands
+        # in, at the same position: the design's seeded draws pick positions, so every other row is
+        # drawn as before.
+        order = np.lexsort((misfit, self.ignores_input_, group))
+        stand_in = order[np.r_[True, group[order][1:] != group[order][:-1]]]   # indexed by group
+        typical = stand_in[group[typical]]
         if len(typical) > cfg.design_candidates:
             return np.sort(rng.choice(typical, cfg.design_candidates, replace=False))
         return typical
@@ -272,8 +296,8 @@ class MaplePredictor(FewShotPredictor):
     def _choose_references(self, cfg: MapleConfig, k: int, start: Sequence[int] = ()) -> list[int]:
         chosen = [int(c) for c in start]
         if cfg.references == "random":
-            order = np.random.default_rng(cfg.seed).permutation(len(self.table_.archs))
-            return chosen + [int(c) for c in order if c not in chosen][: k - len(chosen)]
+            return chosen + self._unchosen(np.random.default_rng(cfg.seed).permutation(len(self.table_.archs)),
+                                           chosen)[: k - len(chosen)]
         if not chosen:
             # The first block: the best of many random sets (greedy forward selection commits to a
             # first reference that is best alone, and a good set of three need not contain it).
@@ -282,21 +306,36 @@ class MaplePredictor(FewShotPredictor):
             rng = np.random.default_rng(cfg.seed + 2)
             sets = np.stack([rng.choice(len(cands), block, replace=False) for _ in range(cfg.design_subsets)])
             sets = np.unique(np.sort(sets, axis=1), axis=0)
+            # Sets with an arch whose output ignores its input are dropped after the draw, not by
+            # drawing from fewer candidates, so that every other set is the same as before.
+            sets = sets[~self.ignores_input_[cands[sets]].any(axis=1)]
             from tqdm.auto import tqdm
 
             # The one slow step of a fit (seconds on NB201, half a minute on FBNet): worth a bar.
             with tqdm(total=len(sets), desc=f"choosing {block} reference archs", unit="set", leave=False,
-                      disable=not self.progress) as bar:
+                      disable=not self.progress or not len(sets)) as bar:
                 scores = self._design_scores(cands[sets], bar)
-            chosen = [int(c) for c in cands[sets[int(np.argmax(scores))]]]
-        while len(chosen) < k:
-            free = np.array([c for c in self._candidates if c not in chosen], dtype=int)
-            if not len(free):  # every candidate already chosen: extend with the next unused arch
-                chosen.append(next(c for c in range(len(self.table_.archs)) if c not in chosen))
-                continue
-            sets = np.column_stack([np.tile(chosen, (len(free), 1)), free]).astype(int)
+            if len(sets):
+                chosen = [int(c) for c in cands[sets[int(np.argmax(scores))]]]
+        while len(chosen) < min(k, cfg.design_greedy):
+            free = np.array(self._unchosen(self._candidates, chosen), dtype=int)
+            if not len(free):
+                break
+            sets = np.column_stack([np.tile(chosen, (len(free), 1)).reshape(len(free), len(chosen)), free]).astype(int)
             chosen.append(int(free[int(np.argmax(self._design_scores(sets)))]))
-        return chosen
+        # The rest at random: unchosen candidates (one per design row) first, then any arch.
+        rng = np.random.default_rng(cfg.seed + 4)
+        rest = self._unchosen(np.concatenate([rng.permutation(self._candidates),
+                                              rng.permutation(len(self.table_.archs))]), chosen)
+        return chosen + rest[: k - len(chosen)]
+
+    def _unchosen(self, order: Sequence[int], chosen: Sequence[int]) -> list[int]:
+        """`order` without `chosen`, repeats and archs whose output ignores their input."""
+        seen = set(chosen)
+        return [int(c) for c in order if not (self.ignores_input_[c] or c in seen or seen.add(c))]
+
+    def _max_references(self) -> int:
+        return int(np.sum(~self.ignores_input_))
 
     def _design_scores(self, sets: np.ndarray, bar=None) -> np.ndarray:
         """Mean ±10% accuracy, over the simulated devices, of the prior conditioned on each set of

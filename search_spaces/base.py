@@ -97,6 +97,15 @@ class SearchSpace(ABC):
         first = np.concatenate([[0], np.cumsum(self.n_choices)[:-1]])
         return np.delete(onehot, first, axis=1)
 
+    def ignores_input(self, archs: Sequence[str]) -> np.ndarray:
+        """True where the network's output does not depend on its input, shape (len(archs),) bool.
+
+        A compiler may fold such a network away (on pixel3 and raspi4 NAS-Bench-201's cells with no
+        input-to-output path run in microseconds), so its latency says nothing of its ops' costs and
+        the predictor never asks a target to measure one. The default, all False, assumes none.
+        """
+        return np.zeros(len(archs), dtype=bool)
+
     @abstractmethod
     def build_module(self, arch: str, num_classes: int = 10):
         """A `torch.nn.Module` of the whole network for `arch` (input `input_shape`)."""

@@ -129,6 +129,18 @@ class NasBench201(SearchSpace):
         genomes = np.stack([self.encode(a) for a in archs]) if len(archs) else np.zeros((0, len(EDGES)), int)
         return np.stack([(genomes == k).sum(axis=1) for k in range(1, len(OPS))], axis=1).astype(np.float32)
 
+    def ignores_input(self, archs: Sequence[str]) -> np.ndarray:
+        """True where no path of non-`none` edges leads from the cell's input to its output: the
+        cell then outputs zeros, and so does every cell after it (341 of the 15,625 archs)."""
+        genomes = np.stack([self.encode(a) for a in archs]) if len(archs) else np.zeros((0, len(EDGES)), int)
+        reached = {0: np.ones(len(genomes), dtype=bool)}
+        for node in (1, 2, 3):  # EDGES only run from lower to higher nodes
+            reached[node] = np.zeros(len(genomes), dtype=bool)
+            for k, (to, src) in enumerate(EDGES):
+                if to == node:
+                    reached[node] |= reached[src] & (genomes[:, k] != OPS.index("none"))
+        return ~reached[3]
+
     def build_module(self, arch: str, num_classes: int | None = None):
         from search_spaces.nasbench201_net import NasBench201Net
 

@@ -79,3 +79,29 @@ def test_imagenet16_variant_has_120_classes_and_16px_input():
     net = space.build_module(space.arch_of(857)).eval()
     with torch.inference_mode():
         assert net(torch.randn(1, *space.input_shape)).shape == (1, 120)
+
+
+def test_ignores_input_is_exactly_the_cells_with_no_input_to_output_path(space):
+    archs = [space.decode(g) for g in ([0] * 6,                # every edge none
+                                       [3, 3, 3, 0, 0, 0],     # nodes 1, 2 fed, but nothing into node 3
+                                       [3, 0, 0, 0, 0, 3],     # input -> 1, but 1 feeds nothing into 2
+                                       [0, 0, 0, 1, 0, 0],     # a skip straight to the output
+                                       [3, 0, 4, 0, 0, 1])]    # input -> 1 -> 2 -> 3
+    assert space.ignores_input(archs).tolist() == [True, True, True, False, False]
+    assert int(space.ignores_input(space.all_archs()).sum()) == 341
+    assert space.ignores_input([]).shape == (0,)
+
+
+def test_a_network_that_ignores_its_input_outputs_the_same_for_any_input(space):
+    # what makes the latency of such an arch meaningless on a compiler that folds constants
+    x1, x2 = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
+    for genome, ignores in (([3, 3, 3, 0, 0, 0], True), ([3, 0, 0, 0, 0, 3], True), ([3, 0, 4, 0, 0, 1], False)):
+        arch = space.decode(genome)
+        assert bool(space.ignores_input([arch])[0]) is ignores
+        torch.manual_seed(0)
+        net = space.build_module(arch).eval()
+        with torch.inference_mode():
+            # exactly equal: an untrained net's outputs differ little (1e-8 here), and not at all only
+            # where nothing of the input reaches the output
+            same = torch.equal(net(x1), net(x2))
+        assert same is ignores

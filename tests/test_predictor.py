@@ -425,3 +425,25 @@ def test_affine_baseline_finds_an_affine_copy_and_floors_negative_extrapolation(
     above = exact > baseline.floor_ms_
     np.testing.assert_allclose(pred[above], exact[above], rtol=1e-6)
     assert np.all(pred[~above] == baseline.floor_ms_) and np.any(exact <= 0)
+
+
+def test_references_never_ignore_their_input_and_many_come_fast(space, tables):
+    # pixel3 runs a NAS-Bench-201 net whose cells have no input-to-output path in microseconds: such a
+    # reference, trusted at ±6%, sent every cost to zero, and 20 samples predicted worse than 3
+    initial, _ = tables
+    full = LatencyTable.from_long(space.latency_table())
+    cols = [full.archs.index(a) for a in initial.archs]
+    pixel3 = dict(zip(initial.archs, full.latency_ms[full.devices.index("pixel3"), cols]))
+    model = MaplePredictor(space, SMALL).fit(initial.select([d for d in initial.devices if d != "pixel3"]))
+    measurable = int((~space.ignores_input(initial.archs)).sum())
+    assert measurable < len(initial.archs)
+    refs = model.reference_archs(measurable)          # past design_greedy the rest are drawn: quick
+    assert len(set(refs)) == measurable and not space.ignores_input(refs).any()
+    assert refs[:SMALL.n_samples] == model.reference_archs()
+    with pytest.raises(ValueError, match=f"k must lie in 1..{measurable}"):
+        model.reference_archs(measurable + 1)
+    truth = np.array([pixel3[a] for a in initial.archs])
+    scores = {k: latency_scores(model.adapt({a: pixel3[a] for a in refs[:k]}).predict(initial.archs), truth)
+              for k in (3, 20)}
+    assert scores[20]["within_10pct"] >= scores[3]["within_10pct"] - 0.05
+    assert scores[20]["spearman"] > 0.85
