@@ -222,6 +222,9 @@ def _profile(args) -> int:
                 space.encode(arch)
             except ValueError as exc:
                 raise UsageError(f"--arch: {exc}") from None
+            if space.ignores_input([arch])[0]:
+                raise UsageError(f"--arch {arch}: its output does not depend on its input, so a compiler may fold "
+                                 f"it away and its latency says nothing of its ops' costs; give another")
     else:
         archs = _reference_archs(space, args.samples, table, args.name, progress=not args.quiet)
     try:

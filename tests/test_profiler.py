@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 # The cheapest NB201 networks: no convolutions in the cells.
 TINY = "|skip_connect~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|"
 TINY2 = "|avg_pool_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|"
+NO_PATH = "|skip_connect~0|+|skip_connect~0|none~1|+|none~0|none~1|none~2|"  # nothing reaches node 3
 FAST = MeasureConfig(warmup=1, runs=5)
 
 
@@ -269,6 +270,7 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
         ("--tables", str(not_nb201), "--profiles-dir", str(tmp_path / "p")),             # archs of another space
         ("--arch", TINY, "--profiles-dir", str(blocker / "sub")),                       # unwritable
         ("--arch", "not-an-arch", "--profiles-dir", str(tmp_path / "p")),               # does not parse
+        ("--arch", NO_PATH, "--profiles-dir", str(tmp_path / "p")),                     # output ignores input
         ("--arch", TINY, "--counters", "required", "--perf", "/nonexistent/perf",       # perf missing
          "--profiles-dir", str(tmp_path / "p")),
     ]
@@ -277,6 +279,8 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr
         assert len([ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]) == 1
+        if NO_PATH in extra:
+            assert "its output does not depend on its input" in proc.stderr
     assert not any((tmp_path / "p").glob("*.json"))
 
 
