@@ -88,8 +88,9 @@ class MapleConfig:
     #: References beyond the first block are added greedily up to this many; any further ones are
     #: drawn at random from the unchosen candidates. A greedy step scores every candidate on every
     #: simulated device, and costs more with each reference: on NB201, 60 references took 75 s and
-    #: 100 did not finish in 5 min. At 20 references the cap costs 5 s on NB201 and 21 s on FBNet;
-    #: on the NB201 dev devices, 20 greedy scored 0.918 / 0.977 and 10 greedy + 10 random 0.908 / 0.978.
+    #: 100 did not finish in 5 min. With the cap at 20, 100 references take 6 s on NB201 and 34 s
+    #: on FBNet. On the NB201 dev devices, 20 greedy scored 0.918 / 0.977 and 10 greedy + 10 random
+    #: 0.908 / 0.978.
     design_greedy: int = 20
     #: Relative timing noise of a measured sample in the design. None: measured from the initial
     #: set (the median over its devices of the additive model's robust residual spread; ~0.02 on
