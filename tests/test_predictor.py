@@ -447,3 +447,11 @@ def test_references_never_ignore_their_input_and_many_come_fast(space, tables):
               for k in (3, 20)}
     assert scores[20]["within_10pct"] >= scores[3]["within_10pct"] - 0.05
     assert scores[20]["spearman"] > 0.85
+
+
+def test_benchmark_leaves_out_the_maple_10_column_where_it_would_repeat_maple_k():
+    from predictor.benchmark import run
+
+    for k, columns in ((3, {"maple", "maple-10"}), (10, {"maple"})):
+        result = run("nasbench201", k, 1, devices=["fpga"], progress=False, methods=("maple", "maple-10"))
+        assert set(result["per_device"]["fpga"]) == columns
