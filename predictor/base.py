@@ -47,7 +47,8 @@ class FewShotPredictor:
         cfg = self._cfg()
         k = cfg.n_samples if k is None else int(k)
         if not 1 <= k <= self._max_references():
-            raise ValueError(f"k must lie in 1..{self._max_references()}")
+            raise ValueError(f"a target can be asked to measure 1 to {self._max_references()} of the initial "
+                             f"set's architectures, not {k}")
         if k > len(self.reference_order_):
             self.reference_order_ = self._choose_references(cfg, k, start=self.reference_order_)
         return [self.table_.archs[j] for j in self.reference_order_[:k]]

@@ -336,7 +336,7 @@ class MaplePredictor(FewShotPredictor):
         return [int(c) for c in order if not (self.ignores_input_[c] or c in seen or seen.add(c))]
 
     def _max_references(self) -> int:
-        return int(np.sum(~self.ignores_input_))
+        return int(np.sum(~self.ignores_input_))  # never one whose output ignores its input
 
     def _design_scores(self, sets: np.ndarray, bar=None) -> np.ndarray:
         """Mean ±10% accuracy, over the simulated devices, of the prior conditioned on each set of

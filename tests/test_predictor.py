@@ -440,7 +440,7 @@ def test_references_never_ignore_their_input_and_many_come_fast(space, tables):
     refs = model.reference_archs(measurable)          # past design_greedy the rest are drawn: quick
     assert len(set(refs)) == measurable and not space.ignores_input(refs).any()
     assert refs[:SMALL.n_samples] == model.reference_archs()
-    with pytest.raises(ValueError, match=f"k must lie in 1..{measurable}"):
+    with pytest.raises(ValueError, match=f"1 to {measurable} of the initial set's architectures, not {measurable + 1}"):
         model.reference_archs(measurable + 1)
     truth = np.array([pixel3[a] for a in initial.archs])
     scores = {k: latency_scores(model.adapt({a: pixel3[a] for a in refs[:k]}).predict(initial.archs), truth)
