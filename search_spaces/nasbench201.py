@@ -130,8 +130,8 @@ class NasBench201(SearchSpace):
         return np.stack([(genomes == k).sum(axis=1) for k in range(1, len(OPS))], axis=1).astype(np.float32)
 
     def ignores_input(self, archs: Sequence[str]) -> np.ndarray:
-        """True where no path of non-`none` edges leads from the cell's input to its output: every
-        cell then outputs zeros whatever it is fed, so the network's output is the same for any input
+        """True where no path of non-`none` edges leads from the cell's input to its output: no cell's
+        output then depends on what it is fed, so the network's output is the same for any input
         (341 of the 15,625 archs)."""
         genomes = np.stack([self.encode(a) for a in archs]) if len(archs) else np.zeros((0, len(EDGES)), int)
         reached = {0: np.ones(len(genomes), dtype=bool)}
