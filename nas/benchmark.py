@@ -31,6 +31,9 @@ def speedup(args) -> dict:
                           pop_size=args.pop_size, generations=args.generations, seed=args.seed,
                           progress=not args.no_progress)
     config.validate()
+    # Loaded before step 1 is announced, so that a bad --space or --tables is the only line printed.
+    space = load_space(config)
+    table = initial_table(space, config.tables)
 
     print(f"[1/3] search with the predictor ({args.pop_size} x {args.generations} generations)", file=sys.stderr)
     t = time.perf_counter()
@@ -38,8 +41,7 @@ def speedup(args) -> dict:
     wall_pred = time.perf_counter() - t
 
     print("[2/3] the same search measuring every candidate on this machine", file=sys.stderr)
-    space = load_space(config)
-    target = resolve_target(config.device, space, initial_table(space, config.tables), progress=config.progress)
+    target = resolve_target(config.device, space, table, progress=config.progress)
     t = time.perf_counter()
     measured_ms: dict[str, float] = {}
 

@@ -199,6 +199,8 @@ def test_benchmark_help_describes_every_option(capsys):
     (["throughput", "--n", "0"], "--n must be a positive integer"),
     (["proxy", "--n", "5", "--seed", "-1"], "--seed must be a non-negative integer"),
     (["throughput", "--n", "4", "--json", "/no/such/dir/x.json"], "/no/such/dir is not an existing folder"),
+    (["speedup", "--space", "nosuch"], "unknown search space 'nosuch'"),      # was printed after "[1/3] ..."
+    (["speedup", "--tables", "/no/such/t.parquet"], "latency table not found"),
 ])
 def test_benchmark_refuses_bad_input_before_any_work(capsys, argv, message):
     # Each of these used to run (a local Ray, minutes of proxy scores) and then end in a traceback.
