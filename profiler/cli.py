@@ -275,7 +275,9 @@ def _collect(args) -> int:
     if not all(ch.isalnum() or ch in "._-" for ch in device):
         raise UsageError(f"--device-name {device!r}: use letters, digits, '.', '_' and '-' only")
     out = Path(args.out)
-    _check_writable_file(str(out / "x.csv"))  # before minutes of measuring, not after
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder (the tables of every device go there)")
+    _check_writable_file(str(out / f"{device}.csv"))  # before minutes of measuring, not after
     try:
         archs = collect_archs(space, args.n, args.seed)
     except ValueError as exc:  # a user space whose decode refuses its own genomes

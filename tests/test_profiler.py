@@ -358,6 +358,15 @@ def test_cli_seed_must_be_non_negative():
     assert proc.returncode == 2 and "--seed: expected a non-negative integer, got -1" in proc.stderr
 
 
+def test_cli_collect_into_a_file_says_it_is_not_a_folder(tmp_path):
+    # it used to say "cannot write <file>/x.csv: File exists", a path nothing would have written
+    (tmp_path / "tables").write_text("")
+    proc = _cli("collect", "--n", "2", "--quiet", "--out", str(tmp_path / "tables"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"error: --out {tmp_path / 'tables'} is a file; give a folder")
+    assert (tmp_path / "tables").read_text() == ""
+
+
 def test_search_on_a_profile_without_its_references_names_the_command_to_run(tmp_path):
     # The profile holds two architectures, not the predictor's references: the search must say how
     # to make one that does, with the number of samples it asked for.
