@@ -79,7 +79,7 @@ class MapleConfig:
     #: references (with relative noise `design_noise`) and are predicted on at most
     #: `design_eval_archs` distinct design rows. The first `design_block` references are the best of
     #: `design_subsets` random sets of candidates (at most `design_candidates` architectures, one per
-    #: distinct design row); any further ones are added greedily.
+    #: distinct design row); any further ones are added greedily (up to `design_greedy`).
     design_devices: int = 256
     design_subsets: int = 10000
     design_block: int = 3
