@@ -216,6 +216,24 @@ def test_cost_features_of_the_wrong_shape_are_named(tables, broken, shown):
         MaplePredictor(Broken()).fit(initial)
 
 
+def test_ignores_input_of_the_wrong_shape_or_flagging_everything_is_named(tables):
+    from search_spaces.nasbench201 import NasBench201
+
+    class Short(NasBench201):  # a user's override gone wrong
+        def ignores_input(self, archs):
+            return np.zeros(len(archs) - 1, dtype=bool)
+
+    class Everything(NasBench201):
+        def ignores_input(self, archs):
+            return np.ones(len(archs), dtype=bool)
+
+    initial, _ = tables
+    with pytest.raises(ValueError, match=r"'nasbench201': ignores_input gave shape \(399,\) for 400 architectures"):
+        MaplePredictor(Short()).fit(initial)
+    with pytest.raises(ValueError, match="needs n_samples=3 architectures whose output depends on their input; it has 0"):
+        MaplePredictor(Everything()).fit(initial)
+
+
 def test_designed_references_are_cached_by_table_and_config(space, tables, tmp_path, monkeypatch):
     monkeypatch.setenv("HWNAS_CACHE_DIR", str(tmp_path))
     initial, _ = tables
