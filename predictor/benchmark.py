@@ -283,6 +283,20 @@ def plot_predictions(result: dict, path: Path) -> None:
     tmp.replace(path)
 
 
+def device_list(text: str) -> list[str]:
+    """argparse type of a comma-separated --devices: the names, repeats dropped; none is an error."""
+    names = list(dict.fromkeys(d.strip() for d in text.split(",") if d.strip()))
+    if not names:
+        raise argparse.ArgumentTypeError("names no device")
+    return names
+
+
+def check_output_folder(path: Path | None) -> None:
+    """UsageError unless `path` is None or its folder exists: said before the work, not after."""
+    if path is not None and not path.parent.resolve().is_dir():
+        raise UsageError(f"cannot write {path}: {path.parent} is not an existing folder")
+
+
 def write_json(path: Path, obj) -> None:
     """Write `obj` as indented JSON, under a temporary name then renamed: never half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -318,8 +332,7 @@ def main(argv=None) -> int:
         if args.samples < 1 or args.trials < 1 or args.seeds < 1:
             raise UsageError("--samples, --trials and --seeds must be positive integers")
         for out in (args.json, args.plot):
-            if out is not None and not out.parent.resolve().is_dir():
-                raise UsageError(f"cannot write {out}: {out.parent} is not an existing folder")
+            check_output_folder(out)
         result = run(args.space, args.samples, args.trials, args.devices, args.table,
                      progress=not args.no_progress, seeds=args.seeds)
     except KeyboardInterrupt:

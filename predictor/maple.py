@@ -322,7 +322,7 @@ class MaplePredictor(FewShotPredictor):
             free = np.array(self._unchosen(self._candidates, chosen), dtype=int)
             if not len(free):
                 break
-            sets = np.column_stack([np.tile(chosen, (len(free), 1)).reshape(len(free), len(chosen)), free]).astype(int)
+            sets = np.column_stack([np.broadcast_to(chosen, (len(free), len(chosen))), free]).astype(int)
             chosen.append(int(free[int(np.argmax(self._design_scores(sets)))]))
         # The rest at random: unchosen candidates (one per design row) first, then any arch.
         rng = np.random.default_rng(cfg.seed + 4)
@@ -332,8 +332,12 @@ class MaplePredictor(FewShotPredictor):
 
     def _unchosen(self, order: Sequence[int], chosen: Sequence[int]) -> list[int]:
         """`order` without `chosen`, repeats and archs whose output ignores their input."""
-        seen = set(chosen)
-        return [int(c) for c in order if not (self.ignores_input_[c] or c in seen or seen.add(c))]
+        seen, out = set(chosen), []
+        for c in map(int, order):
+            if c not in seen and not self.ignores_input_[c]:
+                seen.add(c)
+                out.append(c)
+        return out
 
     def _max_references(self) -> int:
         return int(np.sum(~self.ignores_input_))  # never one whose output ignores its input

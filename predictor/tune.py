@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from predictor.benchmark import UsageError, shipped_space_and_table, write_json
+from predictor.benchmark import UsageError, check_output_folder, device_list, shipped_space_and_table, write_json
 from predictor.maple import MapleConfig
 
 #: Fields searched, with Ray Tune domains built lazily (Ray is imported only when the sweep runs).
@@ -178,13 +178,6 @@ def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers
     return sorted(rows, key=lambda r: -r["objective"])
 
 
-def _device_list(text: str) -> list[str]:
-    names = list(dict.fromkeys(d.strip() for d in text.split(",") if d.strip()))
-    if not names:
-        raise argparse.ArgumentTypeError("names no device")
-    return names
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m predictor.tune", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -193,7 +186,7 @@ def main(argv=None) -> int:
                         "is chosen for all of them (default: nasbench201,fbnet)")
     p.add_argument("--num-samples", type=int, default=24, help="configurations tried (default: 24)")
     p.add_argument("--samples", type=int, default=3, help="measured samples per target (default: 3)")
-    p.add_argument("--devices", type=_device_list, default=None,
+    p.add_argument("--devices", type=device_list, default=None,
                    help="validation targets (default: HELP's meta-valid devices of the space)")
     p.add_argument("--workers", type=int, default=2, help="trials run at once (default: 2)")
     p.add_argument("--hold-out-corr", type=float, default=0.98,
@@ -204,8 +197,7 @@ def main(argv=None) -> int:
     try:
         if args.num_samples < 1 or args.samples < 1 or args.workers < 1:
             raise UsageError("--num-samples, --samples and --workers must be positive integers")
-        if args.json is not None and not args.json.parent.resolve().is_dir():
-            raise UsageError(f"cannot write {args.json}: {args.json.parent} is not an existing folder")
+        check_output_folder(args.json)
         rows = sweep(args.space, args.num_samples, args.samples, args.devices, args.workers, args.hold_out_corr)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
