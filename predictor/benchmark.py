@@ -318,7 +318,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=1,
                    help="seeds: refits ours (a new reference design each), the ablation and the MLP this many "
                         "times per target (default: 1)")
-    p.add_argument("--devices", type=lambda s: [d for d in s.split(",") if d], default=None,
+    p.add_argument("--devices", type=device_list, default=None,
                    help="comma-separated targets (default: HELP's meta-test devices of the space)")
     p.add_argument("--table", type=Path, default=None,
                    help="parquet/CSV with columns device, arch_str, latency_ms: its devices are the unseen "

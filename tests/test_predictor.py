@@ -402,6 +402,15 @@ def test_benchmark_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     assert message in err and "\n" not in err and "Traceback" not in err
 
 
+def test_benchmark_refuses_an_empty_device_list(capsys):
+    # '--devices ,' used to run the default targets, minutes of work nobody asked for
+    from predictor.benchmark import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--devices", ",", "--no-progress"])
+    assert exc.value.code == 2 and "--devices: names no device" in capsys.readouterr().err
+
+
 def test_benchmark_table_with_bad_columns(tmp_path, capsys):
     import pandas as pd
 
