@@ -52,12 +52,14 @@ def _load_file(path: Path):
 
 def _load_class(spec: str) -> type:
     where, _, cls_name = spec.rpartition(":")
+    if not where or not cls_name.isidentifier():
+        raise ValueError(f"search space {spec!r} is not path/to/file.py:ClassName or package.module:ClassName")
     if where.endswith(".py") or "/" in where or Path(where).suffix == ".py":
         module = _load_file(Path(where))
     else:
         try:
             module = importlib.import_module(where)
-        except ImportError as exc:
+        except (ImportError, TypeError) as exc:  # TypeError: a relative name such as `..x`
             raise ValueError(f"cannot import module {where!r} for search space {spec!r}: {exc}") from None
     cls = getattr(module, cls_name, None)
     if cls is None:

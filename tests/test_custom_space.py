@@ -90,6 +90,9 @@ def _table(tmp_path, archs, devices=("a", "b", "c")) -> Path:
     (f"{BROKEN}:NotASpace", "is not a SearchSpace subclass"),
     (f"{BROKEN}:Incomplete", "does not implement the SearchSpace method(s)"),
     ("no/such/file.py:Space", "search space file not found"),
+    (":Space", "is not path/to/file.py:ClassName or package.module:ClassName"),
+    ("json:", "is not path/to/file.py:ClassName or package.module:ClassName"),
+    ("..x:Space", "cannot import module '..x'"),
 ])
 def test_bad_user_spaces_are_one_line_and_exit_2(tmp_path, space, expected):
     r = run_cli("--space", space, "--out", str(tmp_path / "r"), "--no-progress")
