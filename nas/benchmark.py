@@ -161,6 +161,8 @@ def check_args(args) -> None:
         raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
     if args.json is not None and not args.json.parent.resolve().is_dir():
         raise UsageError(f"cannot write {args.json}: {args.json.parent} is not an existing folder")
+    if args.json is not None and args.json.is_dir():
+        raise UsageError(f"cannot write {args.json}: it is a folder; give a file name")
 
 
 def build_parser() -> argparse.ArgumentParser:

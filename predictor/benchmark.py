@@ -292,9 +292,11 @@ def device_list(text: str) -> list[str]:
 
 
 def check_output_folder(path: Path | None) -> None:
-    """UsageError unless `path` is None or its folder exists: said before the work, not after."""
+    """UsageError unless `path` is None or a file name in an existing folder: said before the work, not after."""
     if path is not None and not path.parent.resolve().is_dir():
         raise UsageError(f"cannot write {path}: {path.parent} is not an existing folder")
+    if path is not None and path.is_dir():
+        raise UsageError(f"cannot write {path}: it is a folder; give a file name")
 
 
 def write_json(path: Path, obj) -> None:

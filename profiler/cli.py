@@ -326,6 +326,8 @@ def _check_writable_file(path: str) -> None:
     import tempfile
     from pathlib import Path
 
+    if Path(path).expanduser().is_dir():
+        raise UsageError(f"cannot write {path}: it is a folder; give a file name")
     parent = Path(path).expanduser().resolve().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)

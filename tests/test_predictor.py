@@ -393,6 +393,9 @@ def test_two_tower_fit_adapt_predict(space, tables):
     (["--devices", "not_a_device"], "unknown device"),
     (["--samples", "0"], "positive"),
     (["--plot", "/nonexistent/dir/p.png"], "/nonexistent/dir is not an existing folder"),
+    # a folder used to pass the check and fail after the whole benchmark had run
+    (["--json", __file__.rsplit("/", 1)[0]], "it is a folder; give a file name"),
+    (["--plot", __file__.rsplit("/", 1)[0]], "it is a folder; give a file name"),
 ])
 def test_benchmark_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     from predictor.benchmark import main

@@ -345,6 +345,10 @@ def test_cli_benchmark_refuses_unwritable_json_before_measuring(tmp_path):
     proc = _cli("benchmark", "--n", "2", "--runs", "1", "--quiet", "--json", str(blocker / "out.json"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: cannot write") and proc.stdout == ""
+    # a folder passed the check and failed after the measuring
+    proc = _cli("benchmark", "--n", "2", "--runs", "1", "--quiet", "--json", str(tmp_path))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == f"error: cannot write {tmp_path}: it is a folder; give a file name"
 
 
 def test_cli_benchmark_needs_two_archs_for_a_spearman():

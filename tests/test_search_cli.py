@@ -199,6 +199,7 @@ def test_benchmark_help_describes_every_option(capsys):
     (["throughput", "--n", "0"], "--n must be a positive integer"),
     (["proxy", "--n", "5", "--seed", "-1"], "--seed must be a non-negative integer"),
     (["throughput", "--n", "4", "--json", "/no/such/dir/x.json"], "/no/such/dir is not an existing folder"),
+    (["proxy", "--n", "2", "--json", __file__.rsplit("/", 1)[0]], "it is a folder; give a file name"),
     (["speedup", "--space", "nosuch"], "unknown search space 'nosuch'"),      # was printed after "[1/3] ..."
     (["speedup", "--tables", "/no/such/t.parquet"], "latency table not found"),
 ])

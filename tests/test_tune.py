@@ -74,3 +74,10 @@ def test_cli_refuses_an_empty_device_list(capsys):
         main(["--space", "nasbench201", "--devices", ","])
     assert exc.value.code == 2
     assert "--devices: names no device" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_folder_for_json_before_the_sweep(tmp_path, capsys):
+    from predictor.tune import main
+
+    assert main(["--space", "nasbench201", "--json", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: cannot write {tmp_path}: it is a folder; give a file name"
