@@ -1,8 +1,8 @@
 """Which device a search targets, and how its few measurements are obtained.
 
-In order: a device with a shipped table (its 'measurement' is the table value), a saved profile
-(measured earlier on that machine with `python -m profiler profile`), or `local`/`local-cuda`
-(this machine, measured now).
+`local`/`local-cuda` always mean this machine, measured now. Any other name is, in order, a device
+with a shipped table (its 'measurement' is the table value) or a saved profile (measured earlier on
+that machine with `python -m profiler profile`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import pandas as pd
 
 from nas.config import UsageError
 from predictor.tables import LatencyTable
+from profiler.measure import LOCAL_DEVICES
 from search_spaces import SearchSpace
-
-LOCAL_DEVICES = ("local", "local-cuda")
 
 
 @dataclass
@@ -71,6 +70,8 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
     `table` is the predictor's initial set: the space's shipped tables, or the user's `tables`.
     """
     origin = "given" if tables else "shipped"
+    if name in LOCAL_DEVICES:
+        return _local_target(name, space, batch_size, progress)
     if name in table.devices:
         column = table.column(name)
 
@@ -97,9 +98,6 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
         cpu = profile.machine.get("cpu_model", "unknown CPU")
         return Target(name, "profile", f"saved profile ({cpu}, {profile.created})", from_profile,
                       details={"profile_machine": profile.machine, "counters": profile.counters})
-
-    if name in LOCAL_DEVICES:
-        return _local_target(name, space, batch_size, progress)
 
     known = ", ".join(known_devices(table, profiles_dir, space))
     try:

@@ -267,13 +267,16 @@ def _collect(args) -> int:
     from pathlib import Path
 
     from profiler.collect import collect_archs, collect_table, default_device_name, write_table
-    from profiler.measure import MeasurementError
+    from profiler.measure import LOCAL_DEVICES, MeasurementError
 
     space = _space(args.space)
     config = _measure_config(args)
     device = args.device_name or f"{default_device_name()}-b{config.batch_size}"
     if not all(ch.isalnum() or ch in "._-" for ch in device):
         raise UsageError(f"--device-name {device!r}: use letters, digits, '.', '_' and '-' only")
+    if device in LOCAL_DEVICES:
+        raise UsageError(f"--device-name {device!r}: a search for --device {device} measures this machine during "
+                         "the search, never a table's device; give the machine a name of its own")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder (the tables of every device go there)")

@@ -20,6 +20,11 @@ from typing import Sequence
 import numpy as np
 
 
+# What `nas.search --device` takes to mean this machine, measured during the search: never the
+# name of a table's device or of a saved profile, which would shadow it.
+LOCAL_DEVICES = ("local", "local-cuda")
+
+
 class MeasurementError(Exception):
     """A measurement could not be made (module does not build or run, device not available)."""
 

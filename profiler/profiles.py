@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from profiler.counters import DEFAULT_EVENTS, derived_metrics, read_counters
-from profiler.measure import MeasureConfig, build_or_raise, busy_warning, machine_description, measure_archs
+from profiler.measure import LOCAL_DEVICES, MeasureConfig, build_or_raise, busy_warning, machine_description, measure_archs
 
 #: Bumped when a field changes meaning or a required one is added; older files are then refused.
 FORMAT_VERSION = 1
@@ -77,6 +77,9 @@ def profile_path(name: str, space: str, directory: Path | str | None = None) -> 
     if not _NAME.match(name or ""):
         raise ProfileError(f"profile name {name!r} must be letters, digits, '.', '_' or '-' "
                            "(and start with a letter or digit)")
+    if name in LOCAL_DEVICES:
+        raise ProfileError(f"{name!r} cannot name a profile: a search for --device {name} measures this "
+                           "machine during the search; give the machine a name of its own")
     return Path(directory or profiles_dir()) / f"{name}--{space}.json"
 
 

@@ -14,7 +14,7 @@ import torch
 from profiler.measure import (MeasureConfig, Measurement, MeasurementError, machine_description, measure_archs,
                               measure_module)
 from profiler.profiles import (FORMAT_VERSION, DeviceProfile, ProfileError, load_profile, name_matches_machine,
-                               profile_machine, profiles_dir, save_profile)
+                               profile_machine, profile_path, profiles_dir, save_profile)
 from search_spaces.registry import get_space
 
 REPO = Path(__file__).resolve().parents[1]
@@ -254,6 +254,27 @@ def test_cli_refuses_a_profile_named_like_a_table_device(tmp_path):
                 "--profiles-dir", str(tmp_path / "p"))
     assert proc.returncode == 2 and "uses its table, never a profile" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("argv", [["profile", "--name", "local", "--arch", TINY],
+                                  ["collect", "--device-name", "local-cuda", "--n", "2"]])
+def test_cli_refuses_the_names_that_mean_this_machine(tmp_path, argv):
+    # a profile named 'local' used to shadow `nas.search --device local`: no measuring, no verification
+    proc = _cli(*argv, "--runs", "2", "--quiet", "--profiles-dir" if argv[0] == "profile" else "--out",
+                str(tmp_path / "p"))
+    assert proc.returncode == 2 and "measures this machine during the search" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "p").exists()
+
+
+def test_local_means_this_machine_even_beside_an_old_profile_of_that_name(tmp_path, space):
+    from nas.devices import resolve_target
+    from predictor.tables import LatencyTable
+
+    old = profile_path("x", "nasbench201", tmp_path)
+    save_profile(_profile(name="x"), tmp_path)
+    old.rename(tmp_path / "local--nasbench201.json")  # as a version that allowed the name saved it
+    table = LatencyTable.from_long(space.latency_table())
+    assert resolve_target("local", space, table, tmp_path, progress=False).source == "local"
 
 
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
