@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Sequence
 
 from profiler.counters import DEFAULT_EVENTS, derived_metrics, read_counters
-from profiler.measure import LOCAL_DEVICES, MeasureConfig, build_or_raise, busy_warning, machine_description, measure_archs
+from profiler.measure import (LOCAL_DEVICES, MeasureConfig, build_or_raise, busy_warning, machine_description,
+                              measure_archs)
 
 #: Bumped when a field changes meaning or a required one is added; older files are then refused.
 FORMAT_VERSION = 1
