@@ -227,8 +227,10 @@ def measure_archs(space, archs: Sequence[str], config: MeasureConfig, progress: 
 def busy_warning(measurements: Sequence[Measurement], max_relative_iqr: float = 0.2) -> str | None:
     """A one-line warning when the runs were too spread out to trust the medians, else None.
 
-    The test is the median arch's IQR / median; above `max_relative_iqr` (20%) other jobs were
-    competing for the CPU (an idle machine gives a few %).
+    The test is the median arch's IQR / median; above `max_relative_iqr` (20%) the timings are
+    noisy (an idle machine gives a few %). The load average says whether other jobs were the cause:
+    beyond the threads measuring, a busy core's worth means they were; below that the noise is the
+    machine's own, as on an H100 VM whose runs spread 31% at a load average of 0.8 on 16 cores.
     """
     if not measurements:
         return None
@@ -236,9 +238,17 @@ def busy_warning(measurements: Sequence[Measurement], max_relative_iqr: float = 
     if spread <= max_relative_iqr:
         return None
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"the runs were spread out (IQR {100 * spread:.0f}% of the median at the median arch; load average "
-            f"{load:.1f} on {os.cpu_count()} cores): other jobs were using the CPU, so these latencies are "
-            "higher and noisier than on an idle machine; re-measure when it is idle")
+    # A GPU's kernels are launched by one CPU thread.
+    ours = max(m.threads if m.device == "cpu" else 1 for m in measurements)
+    head = (f"the runs were spread out (IQR {100 * spread:.0f}% of the median at the median arch; load average "
+            f"{load:.1f} on {os.cpu_count()} cores)")
+    if np.isnan(load):
+        return f"{head}: other jobs or the machine itself made these latencies noisy; re-measure when it is idle"
+    if load - ours >= 1:
+        return (f"{head}: other jobs were using the CPU, so these latencies are higher and noisier than on an "
+                "idle machine; re-measure when it is idle")
+    return (f"{head}: no other jobs were running, so the noise is this machine's own (on a virtual machine, its "
+            "neighbours or its clock speed); treat these medians as rough")
 
 
 def machine_description() -> dict:

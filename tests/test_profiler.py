@@ -62,6 +62,18 @@ def test_busy_warning_only_for_spread_out_runs():
     assert busy_warning([]) is None
 
 
+@pytest.mark.parametrize("load, cause", [(3.5, "other jobs were using the CPU"),
+                                         (0.8, "no other jobs were running, so the noise is this machine's own")])
+def test_busy_warning_blames_other_jobs_only_when_the_load_shows_them(monkeypatch, load, cause):
+    # an idle 16-core H100 VM (load 0.8) was told "other jobs were using the CPU"
+    from profiler import measure
+
+    noisy = Measurement(10.0, 8.0, 12.0, 4.0, 6.0, 5, 1, (3, 8, 8), "cpu", 1, 0.1)
+    monkeypatch.setattr(measure.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(measure.os, "cpu_count", lambda: 16)
+    assert f"load average {load:.1f} on 16 cores): {cause}" in measure.busy_warning([noisy])
+
+
 def test_measure_module_batch_size_reaches_the_input(space):
     shapes = []
 
