@@ -103,6 +103,15 @@ def test_cuda_without_gpu_is_a_clear_error(space):
         measure_module(space.build_module(TINY), space.input_shape, MeasureConfig(device="cuda", runs=1))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the lent H100 at stop 22)")
+def test_cuda_measures_the_gpu_and_a_slower_network_takes_longer(space):
+    conv = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    config = MeasureConfig(device="cuda", batch_size=256, warmup=3, runs=20)
+    got = measure_archs(space, [TINY, conv], config, progress=False)
+    assert all(m.device == "cuda" and m.cpu_median_ms is None and m.min_ms > 0 for m in got.values())
+    assert got[conv].min_ms > got[TINY].min_ms  # 15 cells of six 3x3 convs against skips alone
+
+
 def test_measure_config_refuses_nonsense():
     for bad in (dict(runs=0), dict(batch_size=0), dict(threads=0), dict(warmup=-1), dict(device="tpu"),
                 dict(rounds=0)):
