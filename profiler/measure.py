@@ -245,8 +245,11 @@ def busy_warning(measurements: Sequence[Measurement], max_relative_iqr: float = 
     if np.isnan(load):
         return f"{head}: other jobs or the machine itself made these latencies noisy; re-measure when it is idle"
     if load - ours >= 1:
-        return (f"{head}: other jobs were using the CPU, so these latencies are higher and noisier than on an "
-                "idle machine; re-measure when it is idle")
+        # Not always other jobs: the same VM read 6.7 while measuring FBNet alone (this process's
+        # own threads, building each network between runs, count too).
+        return (f"{head}: the CPU was busy beyond the thread measuring (other jobs, or this process's own "
+                "threads), so these latencies are higher and noisier than on an idle machine; re-measure when "
+                "it is idle")
     return (f"{head}: no other jobs were running, so the noise is this machine's own (on a virtual machine, its "
             "neighbours or its clock speed); treat these medians as rough")
 
