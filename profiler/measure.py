@@ -228,8 +228,8 @@ def busy_warning(measurements: Sequence[Measurement], max_relative_iqr: float = 
     """A one-line warning when the runs were too spread out to trust the medians, else None.
 
     The test is the median arch's IQR / median; above `max_relative_iqr` (20%) the timings are
-    noisy (an idle machine gives a few %). The load average says whether other jobs were the cause:
-    beyond the threads measuring, a busy core's worth means they were; below that the noise is the
+    noisy (an idle machine gives a few %). The load average says whether a busy CPU may be the
+    cause: a core's worth beyond the threads measuring says it may; less says the noise is the
     machine's own, as on an H100 VM whose runs spread 31% at a load average of 0.8 on 16 cores.
     """
     if not measurements:
