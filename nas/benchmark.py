@@ -31,9 +31,11 @@ def speedup(args) -> dict:
                           pop_size=args.pop_size, generations=args.generations, seed=args.seed,
                           progress=not args.no_progress)
     config.validate()
-    # Loaded before step 1 is announced, so that a bad --space or --tables is the only line printed.
+    # Loaded before step 1 is announced, so that a bad --space, --tables or a missing GPU is the only
+    # line printed (resolving a local target measures nothing).
     space = load_space(config)
     table = initial_table(space, config.tables)
+    target = resolve_target(config.device, space, table, progress=config.progress)
 
     print(f"[1/3] search with the predictor ({args.pop_size} x {args.generations} generations)", file=sys.stderr)
     t = time.perf_counter()
@@ -41,7 +43,6 @@ def speedup(args) -> dict:
     wall_pred = time.perf_counter() - t
 
     print("[2/3] the same search measuring every candidate on this machine", file=sys.stderr)
-    target = resolve_target(config.device, space, table, progress=config.progress)
     t = time.perf_counter()
     measured_ms: dict[str, float] = {}
 

@@ -210,6 +210,13 @@ def test_benchmark_refuses_bad_input_before_any_work(capsys, argv, message):
     assert err.startswith("error: ") and message in err and "Traceback" not in err
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_speedup_on_a_missing_gpu_says_so_before_step_one(capsys):
+    # "[1/3] search with the predictor" used to be printed above the error
+    assert benchmark_main(["speedup", "--device", "local-cuda", "--no-progress"]) == 2
+    assert capsys.readouterr().err == "error: --device local-cuda needs a CUDA GPU, and torch sees none on this machine\n"
+
+
 @pytest.mark.parametrize("workers", ["0", "1,x", ""])
 def test_benchmark_worker_counts_must_be_positive_integers(capsys, workers):
     with pytest.raises(SystemExit) as stop:
