@@ -163,10 +163,14 @@ def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers
                 run_config=tune.RunConfig(storage_path=storage, name="maple", verbose=1),
             )
             grid = tuner.fit()
+            # Ctrl-C makes Ray Tune stop the sweep and return: trials cut short (or never started)
+            # have neither an error nor an objective.
+            done = [r for r in grid if r.error is None and "objective" in (r.metrics or {})]
+            failed = sum(r.error is not None for r in grid)
+            if len(done) + failed < num_samples:
+                raise KeyboardInterrupt(f"after {len(done)} of {num_samples} configurations")
             rows = []
-            for result in grid:
-                if result.error is not None or not result.metrics:
-                    continue
+            for result in done:
                 rows.append({**{k: result.config[k] for k in SEARCH_SPACE},
                              **{k: result.metrics[k] for k in ("objective", "within_10pct", "spearman",
                                                                "within_5pct", "within_1pct")}})
@@ -205,6 +209,9 @@ def main(argv=None) -> int:
     except TrialsFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as exc:
+        print(f"interrupted{f' {exc}' if str(exc) else ''}: nothing was written", file=sys.stderr)
+        return 130  # the shell's code for a run stopped by Ctrl-C
     names = list(SEARCH_SPACE)
     print("objective  ±10%    rho    " + "  ".join(names))
     for r in rows:

@@ -81,3 +81,31 @@ def test_cli_refuses_a_folder_for_json_before_the_sweep(tmp_path, capsys):
 
     assert main(["--space", "nasbench201", "--json", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"error: cannot write {tmp_path}: it is a folder; give a file name"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_sweep_cleanly_and_writes_nothing(tmp_path):
+    # Ray Tune catches Ctrl-C and returns the trials cut short: main used to end in a KeyError traceback.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "sweep.json"
+    proc = subprocess.Popen([sys.executable, "-m", "predictor.tune", "--space", "nasbench201", "--devices",
+                             "titanx_1", "--num-samples", "50", "--workers", "1", "--json", str(out)],
+                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines, deadline = [], time.monotonic() + 240
+    for line in proc.stdout:  # Ctrl-C once the sweep has started
+        lines.append(line)
+        if "Trial status:" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=240)
+    text = "".join(lines) + rest
+    assert proc.returncode == 130, text[-2000:]
+    assert text.strip().splitlines()[-1].startswith("interrupted after ")
+    assert "Traceback" not in text and not out.exists()
