@@ -39,7 +39,7 @@ class Target:
 
 def known_devices(table: LatencyTable, profiles_dir: Path | None, space: SearchSpace) -> list[str]:
     names = list(table.devices)
-    names += [n for n in _saved_profiles(profiles_dir, space.name) if n not in names]
+    names += [n for n in _saved_profiles(profiles_dir, space.name) if n not in names + list(LOCAL_DEVICES)]
     return names + list(LOCAL_DEVICES)
 
 

@@ -288,7 +288,7 @@ def test_cli_refuses_the_names_that_mean_this_machine(tmp_path, argv):
 
 
 def test_local_means_this_machine_even_beside_an_old_profile_of_that_name(tmp_path, space):
-    from nas.devices import resolve_target
+    from nas.devices import known_devices, resolve_target
     from predictor.tables import LatencyTable
 
     old = profile_path("x", "nasbench201", tmp_path)
@@ -296,6 +296,7 @@ def test_local_means_this_machine_even_beside_an_old_profile_of_that_name(tmp_pa
     old.rename(tmp_path / "local--nasbench201.json")  # as a version that allowed the name saved it
     table = LatencyTable.from_long(space.latency_table())
     assert resolve_target("local", space, table, tmp_path, progress=False).source == "local"
+    assert known_devices(table, tmp_path, space).count("local") == 1
 
 
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
