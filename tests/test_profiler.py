@@ -316,6 +316,8 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
         ("--arch", NO_PATH, "--profiles-dir", str(tmp_path / "p")),                     # output ignores input
         ("--arch", TINY, "--counters", "required", "--perf", "/nonexistent/perf",       # perf missing
          "--profiles-dir", str(tmp_path / "p")),
+        ("--arch", TINY, "--threads", str(len(os.sched_getaffinity(0)) + 1),             # more threads than cores
+         "--profiles-dir", str(tmp_path / "p")),
     ]
     for extra in cases:
         proc = _cli("profile", "--name", "box", "--runs", "2", "--quiet", *extra)
