@@ -296,11 +296,14 @@ def _collect(args) -> int:
         table = collect_table(space, archs, device, config, progress=not args.quiet)
     except MeasurementError as exc:
         raise UsageError(str(exc)) from None
+    earlier = out / f"{device}.csv"
+    replaced = sum(1 for _ in earlier.open()) - 1 if earlier.is_file() else None  # its rows, less the header
     path = write_table(table, out)
     lat = table["latency_ms"]
     print(f"measured {len(table)} {space.name} architectures as device {device!r}: median {lat.median():.3f} ms, "
           f"range {lat.min():.3f}-{lat.max():.3f} ms")
-    print(f"wrote {path}")
+    # Re-collecting a device replaces its table: say so, since the earlier measurements are gone.
+    print(f"wrote {path}" + (f", replacing the {replaced} measurement(s) it held" if replaced is not None else ""))
     devices = sorted(p.stem for p in out.glob("*.csv"))
     print(f"{out} now holds {len(devices)} device(s): {', '.join(devices)}"
           + ("" if len(devices) > 1 else " (the predictor needs at least 2: collect again on another machine "

@@ -416,6 +416,15 @@ def test_cli_collect_into_a_file_says_it_is_not_a_folder(tmp_path):
     assert (tmp_path / "tables").read_text() == ""
 
 
+def test_cli_collect_says_when_it_replaces_a_devices_table(tmp_path):
+    # a second collect under the same device name silently replaced the first one's measurements
+    out = tmp_path / "tables"
+    args = ("collect", "--n", "2", "--runs", "2", "--warmup", "0", "--quiet", "--device-name", "box", "--out", str(out))
+    first, second = _cli(*args), _cli(*args, "--seed", "1")
+    assert first.returncode == 0 and "replacing" not in first.stdout
+    assert second.returncode == 0 and f"wrote {out / 'box.csv'}, replacing the 2 measurement(s) it held" in second.stdout
+
+
 def test_search_on_a_profile_without_its_references_names_the_command_to_run(tmp_path):
     # The profile holds two architectures, not the predictor's references: the search must say how
     # to make one that does, with the number of samples it asked for.
