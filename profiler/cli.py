@@ -248,10 +248,13 @@ def _profile(args) -> int:
                                   counters=args.counters != "off", perf=args.perf)
         if args.counters == "required" and profile.counters == "unavailable":
             raise UsageError(f"--counters required, but they cannot be read: {profile.counters_reason}")
+        earlier = _earlier_profile(args.name, space.name, directory)
         path = save_profile(profile, directory)
     except (MeasurementError, ProfileError) as exc:
         raise UsageError(str(exc)) from None
-    print(f"saved profile {profile.name!r} for {profile.space} to {path}")
+    # Saving replaces a profile of the same name: say whose, in case it was another machine's.
+    print(f"saved profile {profile.name!r} for {profile.space} to {path}"
+          + (f", replacing the one made on {earlier}" if earlier else ""))
     print(f"machine: {profile.machine['cpu_model']}" + (f", GPU {profile.machine['gpu_name']}"
                                                         if profile.machine.get("gpu_name") else ""))
     print(f"batch {profile.batch_size}, {profile.threads} thread(s), {config.runs} runs after {config.warmup} warm-up"
@@ -268,6 +271,20 @@ def _profile(args) -> int:
         print("counters per inference: " + ", ".join(f"{k} {v:.4g}" for k, v in ev.items()))
         print("derived: " + ", ".join(f"{k} {v:.4g}" for k, v in profile.counters["derived"].items()))
     return 0
+
+
+def _earlier_profile(name: str, space: str, directory) -> str | None:
+    """'<CPU>, GPU <GPU> at <time>' of the profile a save would replace, or None where there is none."""
+    from profiler.profiles import ProfileError, load_profile
+
+    try:
+        p = load_profile(name, space, directory)
+    except ProfileError:
+        return "an unreadable or older-format file"
+    if p is None:
+        return None
+    gpu = p.machine.get("gpu_name")
+    return f"{p.machine.get('cpu_model', 'an unknown CPU')}{f', GPU {gpu}' if gpu else ''} at {p.created}"
 
 
 def _collect(args) -> int:

@@ -336,6 +336,13 @@ def test_cli_profile_writes_a_loadable_profile(tmp_path):
     assert str(tmp_path / "box--nasbench201.json") in proc.stdout
     p = load_profile("box", "nasbench201", tmp_path)
     assert list(p.samples) == [TINY] and p.counters_reason == "counters not requested"
+    assert "replacing" not in proc.stdout
+    # profiling again under the name replaces it, and says whose profile went (it was silent)
+    again = _cli("profile", "--name", "box", "--arch", TINY2, "--runs", "3", "--warmup", "1", "--quiet",
+                 "--counters", "off", "--profiles-dir", str(tmp_path))
+    assert again.returncode == 0, again.stderr
+    assert f", replacing the one made on {p.machine['cpu_model']} at {p.created}" in again.stdout
+    assert list(load_profile("box", "nasbench201", tmp_path).samples) == [TINY2]
 
 
 # --- benchmark pieces ------------------------------------------------------------------------
