@@ -254,7 +254,7 @@ def _profile(args) -> int:
         raise UsageError(str(exc)) from None
     # Saving replaces a profile of the same name: say whose, in case it was another machine's.
     print(f"saved profile {profile.name!r} for {profile.space} to {path}"
-          + (f", replacing the one made on {earlier}" if earlier else ""))
+          + (f", replacing {earlier}" if earlier else ""))
     print(f"machine: {profile.machine['cpu_model']}" + (f", GPU {profile.machine['gpu_name']}"
                                                         if profile.machine.get("gpu_name") else ""))
     print(f"batch {profile.batch_size}, {profile.threads} thread(s), {config.runs} runs after {config.warmup} warm-up"
@@ -274,7 +274,7 @@ def _profile(args) -> int:
 
 
 def _earlier_profile(name: str, space: str, directory) -> str | None:
-    """'<CPU>, GPU <GPU> at <time>' of the profile a save would replace, or None where there is none."""
+    """What a save would replace ('the one made on <CPU>, GPU <GPU> at <time>'), or None."""
     from profiler.profiles import ProfileError, load_profile
 
     try:
@@ -284,7 +284,8 @@ def _earlier_profile(name: str, space: str, directory) -> str | None:
     if p is None:
         return None
     gpu = p.machine.get("gpu_name")
-    return f"{p.machine.get('cpu_model', 'an unknown CPU')}{f', GPU {gpu}' if gpu else ''} at {p.created}"
+    machine = p.machine.get("cpu_model", "an unknown CPU") + (f", GPU {gpu}" if gpu else "")
+    return f"the one made on {machine} at {p.created}"
 
 
 def _collect(args) -> int:
