@@ -43,6 +43,18 @@ def test_small_search_on_a_table_device_writes_every_result(tmp_path):
     assert front["accuracy"].is_monotonic_increasing
 
 
+def test_the_estimated_speedup_counts_measuring_the_samples(tmp_path):
+    # 200 samples for about 20 candidates cost more than measuring the candidates: it claimed a speedup
+    assert main(["--device", "fpga", "--samples", "200", "--pop-size", "10", "--generations", "2",
+                 "--out", str(tmp_path), "--no-progress"]) == 0
+    (run,) = list(tmp_path.iterdir())
+    summary = json.loads((run / "summary.json").read_text())
+    samples_s = sum(summary["samples"].values()) / 1000 * 60  # the profiler's 10 warm-up + 50 runs
+    assert summary["measure_samples_s"] == pytest.approx(samples_s) and samples_s > summary["measure_all_s"]
+    assert summary["speedup"] == pytest.approx(summary["measure_all_s"] / (summary["wall_s"] + samples_s))
+    assert summary["speedup"] < 1 and "its 200 samples" in summary["speedup_method"]
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--device", "no_such_device"], "unknown device 'no_such_device'"),
     (["--space", "no_such_space"], "unknown search space"),
