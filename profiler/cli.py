@@ -314,8 +314,10 @@ def _collect(args) -> int:
         table = collect_table(space, archs, device, config, progress=not args.quiet)
     except MeasurementError as exc:
         raise UsageError(str(exc)) from None
-    earlier = out / f"{device}.csv"
-    replaced = sum(1 for _ in earlier.open()) - 1 if earlier.is_file() else None  # its rows, less the header
+    earlier, replaced = out / f"{device}.csv", None
+    if earlier.is_file():
+        with earlier.open() as f:
+            replaced = sum(1 for _ in f) - 1  # its rows, less the header
     path = write_table(table, out)
     lat = table["latency_ms"]
     print(f"measured {len(table)} {space.name} architectures as device {device!r}: median {lat.median():.3f} ms, "
