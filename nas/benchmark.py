@@ -160,10 +160,12 @@ def check_args(args) -> None:
         raise UsageError(f"--n must be a positive integer, got {args.n}")
     if args.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
-    if args.json is not None and not args.json.parent.resolve().is_dir():
-        raise UsageError(f"cannot write {args.json}: {args.json.parent} is not an existing folder")
-    if args.json is not None and args.json.is_dir():
-        raise UsageError(f"cannot write {args.json}: it is a folder; give a file name")
+    from predictor import benchmark as predictor_benchmark
+
+    try:
+        predictor_benchmark.check_output_folder(args.json)
+    except predictor_benchmark.UsageError as exc:  # the predictor CLI's own error class
+        raise UsageError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
