@@ -59,10 +59,15 @@ def sample_archs(space, n: int, seed: int) -> list[str]:
         if n > len(everything):
             raise ValueError(f"--n {n} exceeds the {len(everything)} architectures of {space.name}")
         return [everything[i] for i in rng.choice(len(everything), size=n, replace=False)]
-    out: dict[str, None] = {}
-    while len(out) < n:
-        out.update(dict.fromkeys(space.random_sample(n - len(out), rng)))
-    return list(out)[:n]
+    from profiler.collect import collect_archs
+
+    # The same draws as `profiler collect`, which stops after a bounded number of tries: a space
+    # smaller than `n` (one that does not enumerate itself) would otherwise be sampled forever.
+    archs = collect_archs(space, n, seed)
+    if len(archs) < n:
+        raise ValueError(f"--n {n}: drawing {space.name} architectures at random found only {len(archs)} "
+                         f"distinct ones, so the space seems to hold fewer; give a smaller --n")
+    return archs
 
 
 def initial_table(space, config: BenchmarkConfig):

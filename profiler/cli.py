@@ -314,16 +314,20 @@ def _collect(args) -> int:
         table = collect_table(space, archs, device, config, progress=not args.quiet)
     except MeasurementError as exc:
         raise UsageError(str(exc)) from None
-    earlier, replaced = out / f"{device}.csv", None
+    earlier, replaced = out / f"{device}.csv", ""
     if earlier.is_file():
-        with earlier.open() as f:
-            replaced = sum(1 for _ in f) - 1  # its rows, less the header
+        import pandas as pd
+
+        try:
+            replaced = f", replacing the {len(pd.read_csv(earlier))} measurement(s) it held"
+        except (ValueError, OSError):  # not a table (pandas' parse errors are ValueErrors): replace it all the same
+            replaced = ", replacing a file that is not a readable table"
     path = write_table(table, out)
     lat = table["latency_ms"]
     print(f"measured {len(table)} {space.name} architectures as device {device!r}: median {lat.median():.3f} ms, "
           f"range {lat.min():.3f}-{lat.max():.3f} ms")
     # Re-collecting a device replaces its table: say so, since the earlier measurements are gone.
-    print(f"wrote {path}" + (f", replacing the {replaced} measurement(s) it held" if replaced is not None else ""))
+    print(f"wrote {path}{replaced}")
     devices = sorted(p.stem for p in out.glob("*.csv"))
     print(f"{out} now holds {len(devices)} device(s): {', '.join(devices)}"
           + ("" if len(devices) > 1 else " (the predictor needs at least 2: collect again on another machine "

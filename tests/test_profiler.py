@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -354,6 +355,35 @@ def test_benchmark_samples_distinct_archs_reproducibly(space):
     assert len(set(archs)) == 20 and archs == sample_archs(space, 20, seed=3)
 
 
+def test_benchmark_refuses_more_archs_than_a_small_user_space_holds():
+    # FailsForward has 8 architectures and does not enumerate them: sample_archs drew forever.
+    import threading
+
+    sys.path.insert(0, str(REPO / "tests" / "spaces"))
+    try:
+        from broken_spaces import FailsForward
+    finally:
+        sys.path.pop(0)
+    from profiler.benchmark import sample_archs
+
+    outcome = {}
+
+    def draw():
+        try:
+            outcome["archs"] = sample_archs(FailsForward(), 9, seed=0)
+        except ValueError as exc:
+            outcome["error"] = str(exc)
+
+    worker = threading.Thread(target=draw, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "sample_archs is still drawing"
+    assert outcome == {"error": "--n 9: drawing fails_forward architectures at random found only 8 distinct "
+                                "ones, so the space seems to hold fewer; give a smaller --n"}
+    assert sorted(sample_archs(FailsForward(), 8, seed=0)) == sorted(
+        f"{a}-{b}-{c}" for a in range(2) for b in range(2) for c in range(2))
+
+
 def test_benchmark_runs_end_to_end_small():
     from profiler.benchmark import BenchmarkConfig, format_result, run_benchmark
 
@@ -430,6 +460,18 @@ def test_cli_collect_says_when_it_replaces_a_devices_table(tmp_path):
     first, second = _cli(*args), _cli(*args, "--seed", "1")
     assert first.returncode == 0 and "replacing" not in first.stdout
     assert second.returncode == 0 and f"wrote {out / 'box.csv'}, replacing the 2 measurement(s) it held" in second.stdout
+
+
+def test_cli_collect_replaces_a_devices_file_that_is_not_text(tmp_path):
+    # counting the old file's rows as UTF-8 text crashed after measuring, and the new table was lost
+    out = tmp_path / "tables"
+    out.mkdir()
+    (out / "box.csv").write_bytes(b"\xff\xfe\x00\x81garbage")
+    proc = _cli("collect", "--n", "2", "--runs", "2", "--warmup", "0", "--quiet", "--device-name", "box",
+                "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {out / 'box.csv'}, replacing a file that is not a readable table" in proc.stdout
+    assert len(pd.read_csv(out / "box.csv")) == 2
 
 
 def test_search_on_a_profile_without_its_references_names_the_command_to_run(tmp_path):
