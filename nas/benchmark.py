@@ -96,7 +96,7 @@ def proxy(args) -> dict:
 
 def throughput(args) -> dict:
     from nas.parallel import ParallelConfig, RayRunner
-    from nas.run import _proxy_of
+    from nas.run import _proxy_scores
     from search_spaces import get_space
     from search_spaces.proxy import ProxyConfig
 
@@ -110,9 +110,11 @@ def throughput(args) -> dict:
     for workers in args.workers:
         runner = RayRunner(ParallelConfig(workers=workers, batch_size=2))
         try:
-            runner.map(_proxy_of, archs[: 2 * workers], space, cfg)   # warm the workers up
+            # As the search scores them: an architecture the space cannot score stops the run, so
+            # that no rate is printed for failures.
+            _proxy_scores(archs[: 2 * workers], space, cfg, runner)   # warm the workers up
             t = time.perf_counter()
-            runner.map(_proxy_of, archs, space, cfg)
+            _proxy_scores(archs, space, cfg, runner)
             rates[workers] = args.n / (time.perf_counter() - t)
         finally:
             runner.close()

@@ -190,6 +190,17 @@ def test_a_module_that_fails_its_forward_pass_stops_the_search_in_one_line(tmp_p
     assert not (tmp_path / "r").exists()
 
 
+def test_throughput_of_a_space_whose_modules_fail_stops_in_one_line(tmp_path):
+    # It printed a rate of failed proxy scores per second and exited 0.
+    r = subprocess.run([sys.executable, "-m", "nas.benchmark", "throughput", "--space", f"{BROKEN}:FailsForward",
+                        "--n", "2", "--workers", "1", "--no-progress", "--json", str(tmp_path / "t.json")],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert "of search space 'fails_forward' with the synflow proxy: RuntimeError: " in line
+    assert r.stdout == "" and not (tmp_path / "t.json").exists()
+
+
 @pytest.mark.parametrize("command", ["collect", "benchmark"])
 def test_a_genome_the_space_rejects_stops_the_profiler_cleanly(tmp_path, command):
     # Both draw random genomes within n_choices, which RejectsGenomes then refuses to decode.
