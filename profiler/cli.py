@@ -293,12 +293,14 @@ def _collect(args) -> int:
 
     from profiler.collect import collect_archs, collect_table, default_device_name, write_table
     from profiler.measure import LOCAL_DEVICES, MeasurementError
+    from profiler.profiles import name_problem
 
     space = _space(args.space)
     config = _measure_config(args)
     device = args.device_name or f"{default_device_name()}-b{config.batch_size}"
-    if not all(ch.isalnum() or ch in "._-" for ch in device):
-        raise UsageError(f"--device-name {device!r}: use letters, digits, '.', '_' and '-' only")
+    problem = name_problem(device)
+    if problem:  # the rule of profile names: it names a file, and `..` or a hidden file would surprise
+        raise UsageError(f"--device-name {device!r} {problem}")
     if device in LOCAL_DEVICES:
         raise UsageError(f"--device-name {device!r}: a search for --device {device} measures this machine during "
                          "the search, never a table's device; give the machine a name of its own")

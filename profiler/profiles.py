@@ -9,6 +9,7 @@ wherever the search runs, so a search can target a machine it is not running on.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -26,7 +27,19 @@ from profiler.measure import (LOCAL_DEVICES, MeasureConfig, build_or_raise, busy
 #: Bumped when a field changes meaning or a required one is added; older files are then refused.
 FORMAT_VERSION = 1
 ENV_VAR = "HWNAS_PROFILES_DIR"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: A device's name becomes part of a file name (`<name>--<space>.json`, `<name>.csv`), which most file
+#: systems cap at 255 bytes: refused up front, not after minutes of measuring.
+MAX_NAME_LENGTH = 100
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name a device's file (a profile, a collected table); None where it can."""
+    if not _NAME.fullmatch(name or ""):
+        return "must be letters, digits, '.', '_' or '-' (and start with a letter or digit)"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"is {len(name)} characters long; use at most {MAX_NAME_LENGTH}"
+    return None
 
 
 class ProfileError(Exception):
@@ -75,9 +88,9 @@ def profiles_dir() -> Path:
 
 def profile_path(name: str, space: str, directory: Path | str | None = None) -> Path:
     """The file of profile `name` for `space`; ProfileError when `name` cannot be a file name."""
-    if not _NAME.match(name or ""):
-        raise ProfileError(f"profile name {name!r} must be letters, digits, '.', '_' or '-' "
-                           "(and start with a letter or digit)")
+    problem = name_problem(name)
+    if problem:
+        raise ProfileError(f"profile name {name!r} {problem}")
     if name in LOCAL_DEVICES:
         raise ProfileError(f"{name!r} cannot name a profile: a search for --device {name} measures this "
                            "machine during the search; give the machine a name of its own")
@@ -144,7 +157,7 @@ def load_profile(name: str, space: str, directory: Path | str | None = None,
     that makes it again (default: the profile command for a built-in space). A name that cannot be
     a profile file name (see `profile_path`) has no profile: None.
     """
-    if not _NAME.match(name or ""):
+    if name_problem(name):
         return None
     path = profile_path(name, space, directory)
     if not path.is_file():
@@ -154,8 +167,8 @@ def load_profile(name: str, space: str, directory: Path | str | None = None,
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise ProfileError(f"cannot read profile {path}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ProfileError(f"profile {path} is not valid JSON ({exc}); {redo}") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, an integer of 4,300+ digits, deep nesting
+        raise ProfileError(f"profile {path} is not valid JSON ({type(exc).__name__}: {exc}); {redo}") from None
     if not isinstance(data, dict):
         raise ProfileError(f"profile {path} holds a JSON {type(data).__name__}, not an object; {redo}")
     version = data.get("format_version")
@@ -171,8 +184,9 @@ def load_profile(name: str, space: str, directory: Path | str | None = None,
         raise ProfileError(f"profile {path} says its name is {data['name']!r}, not {name!r}; {redo}")
     samples = data["samples"]
     if not isinstance(samples, dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in samples.values()):
-        raise ProfileError(f"profile {path}: samples must map architectures to positive latencies in ms; {redo}")
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in samples.values()):
+        raise ProfileError(f"profile {path}: samples must map architectures to positive, finite latencies in ms; "
+                           f"{redo}")
     if not isinstance(data["machine"], dict):
         raise ProfileError(f"profile {path}: machine must be an object; {redo}")
     known = {f.name for f in fields(DeviceProfile)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -73,6 +74,10 @@ def _check(cls, spec: str) -> type:
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(cls.__abstractmethods__))
         raise ValueError(f"{spec!r} does not implement the SearchSpace method(s): {missing}")
+    # The name is part of file names (profiles, tables' cache keys): a '/' would write into a subfolder.
+    if not (isinstance(cls.name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", cls.name)):
+        raise ValueError(f"{spec!r} has name {cls.name!r}: a space's name is part of file names, so use up to 100 "
+                         "letters, digits, '.', '_' and '-', starting with a letter or digit")
     return cls
 
 

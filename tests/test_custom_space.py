@@ -89,6 +89,7 @@ def _table(tmp_path, archs, devices=("a", "b", "c")) -> Path:
     (f"{BROKEN}:Missing", "has no class 'Missing'"),
     (f"{BROKEN}:NotASpace", "is not a SearchSpace subclass"),
     (f"{BROKEN}:Incomplete", "does not implement the SearchSpace method(s)"),
+    (f"{BROKEN}:SlashedName", "has name 'has space/slash': a space's name is part of file names"),
     ("no/such/file.py:Space", "search space file not found"),
     (":Space", "is not path/to/file.py:ClassName or package.module:ClassName"),
     ("json:", "is not path/to/file.py:ClassName or package.module:ClassName"),

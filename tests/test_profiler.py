@@ -206,8 +206,12 @@ def _write(tmp_path, text: str) -> None:
     (lambda d: json.dumps({**d, "format_version": FORMAT_VERSION + 1}), "format_version"),
     (lambda d: json.dumps({k: v for k, v in d.items() if k != "format_version"}), "format_version None"),
     (lambda d: json.dumps({k: v for k, v in d.items() if k != "samples"}), "lacks field(s) samples"),
-    (lambda d: json.dumps({**d, "samples": {TINY: -1}}), "positive latencies"),
+    (lambda d: json.dumps({**d, "samples": {TINY: -1}}), "positive, finite latencies"),
     (lambda d: json.dumps({**d, "name": "other"}), "says its name is 'other'"),
+    # each of these used to end in a traceback, or (infinity) in the predictor's
+    (lambda d: json.dumps({**d, "samples": {TINY: float("inf")}}), "positive, finite latencies"),
+    (lambda d: "[" * 100_000 + "]" * 100_000, "not valid JSON (RecursionError"),
+    (lambda d: '{"format_version": ' + "9" * 5000 + "}", "not valid JSON (ValueError"),
 ])
 def test_bad_profiles_raise_profile_error(tmp_path, change, message):
     _write(tmp_path, change(_profile().to_dict()))
@@ -216,9 +220,11 @@ def test_bad_profiles_raise_profile_error(tmp_path, change, message):
 
 
 def test_profile_names_that_cannot_be_files():
-    for bad in ("", "../etc", "a/b", ".hidden"):
+    # "x\n" passed a `$`-anchored pattern; a 300-character name passed, and crashed after measuring
+    for bad in ("", "../etc", "a/b", ".hidden", "box1\n", "a" * 101):
         with pytest.raises(ProfileError):
             save_profile(_profile(name=bad))
+    assert profile_path("a" * 100, "nasbench201").name == "a" * 100 + "--nasbench201.json"
 
 
 def test_unwritable_profiles_dir(tmp_path):
@@ -286,6 +292,15 @@ def test_cli_refuses_the_names_that_mean_this_machine(tmp_path, argv):
                 str(tmp_path / "p"))
     assert proc.returncode == 2 and "measures this machine during the search" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("name", ["..", ".hidden", "\u00fcber", "a" * 101])
+def test_cli_collect_refuses_the_device_names_profiles_refuse(tmp_path, name):
+    # '..' wrote '...csv', a hidden file; a 300-character name crashed with OSError
+    proc = _cli("collect", "--device-name", name, "--n", "2", "--runs", "2", "--quiet", "--out", str(tmp_path / "t"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"error: --device-name {name!r} ") and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "t").exists()
 
 
 def test_local_means_this_machine_even_beside_an_old_profile_of_that_name(tmp_path, space):

@@ -77,3 +77,9 @@ class ShortAccuracy(FailsForward):
 
     def accuracy(self, archs, dataset=None):
         return np.full(max(len(archs) - 1, 0), 50.0)
+
+
+class SlashedName(FailsForward):
+    """A name that cannot be part of a file name: its profiles went into a subfolder."""
+
+    name = "has space/slash"
