@@ -22,14 +22,14 @@ class UsageError(Exception):
     """A mistake the user can fix; printed as one line, exit status 2."""
 
 
-def _int_at_least(minimum: int, what: str):
-    """An argparse type: an integer no smaller than `minimum`."""
+def _int_at_least(minimum: int, what: str, maximum: int | None = None):
+    """An argparse type: an integer no smaller than `minimum` (and no larger than `maximum`)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if value < minimum:
+        if value < minimum or (maximum is not None and value > maximum):
             raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
         return value
     return parse
@@ -37,6 +37,11 @@ def _int_at_least(minimum: int, what: str):
 
 _positive = _int_at_least(1, "a positive integer")
 _seed = _int_at_least(0, "a non-negative integer")
+# Far beyond any real use, and below what fails deep inside torch or numpy with a message that does not
+# name the option (a batch of 10**20 overflows torch's sizes; 10**12 runs asked numpy for 7 TiB).
+_batch_size = _int_at_least(1, "a positive integer up to 65536", 65536)
+_runs = _int_at_least(1, "a positive integer up to 100000", 100_000)
+_n_archs = _int_at_least(1, "a positive integer up to 1000000", 1_000_000)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     measure = argparse.ArgumentParser(add_help=False)
     measure.add_argument("--space", default="nasbench201", help="search space (default: nasbench201)")
-    measure.add_argument("--batch-size", type=_positive, default=1, help="inference batch size (default: 1)")
-    measure.add_argument("--runs", type=_positive, default=50, help="timed runs per architecture (default: 50)")
+    measure.add_argument("--batch-size", type=_batch_size, default=1, help="inference batch size (default: 1)")
+    measure.add_argument("--runs", type=_runs, default=50, help="timed runs per architecture (default: 50)")
     measure.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs per architecture (default: 10)")
     measure.add_argument("--threads", type=_positive, default=1, help="torch threads while measuring (default: 1)")
     measure.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
@@ -89,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "same folder: the files merge, and `python -m nas.search --tables OUT` trains the latency "
                     "predictor on them. The predictor needs at least two devices: a second machine, or this "
                     "one at another batch size, counts as one.")
-    c.add_argument("--n", type=_positive, default=200, help="architectures to measure (default: 200)")
+    c.add_argument("--n", type=_n_archs, default=200, help="architectures to measure (default: 200)")
     c.add_argument("--seed", type=_seed, default=0, help="seed of the random architectures (default: 0)")
     c.add_argument("--out", default="tables", help="folder of latency tables (default: tables)")
     c.add_argument("--device-name", default=None,
@@ -100,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure N random architectures here (one at a time), adapt the MAPLE predictor from the "
                     "reference archs measured here, predict the N and print ±10% error-bound accuracy and Spearman "
                     "(with the affine nearest-device baseline alongside).")
-    b.add_argument("--n", type=_positive, default=100, help="random architectures to measure (default: 100)")
+    b.add_argument("--n", type=_n_archs, default=100, help="random architectures to measure (default: 100)")
     b.add_argument("--seed", type=_seed, default=0, help="seed of the random architectures (default: 0)")
     b.add_argument("--reference", type=_positive, default=3, help="reference archs to adapt from (default: 3)")
     b.add_argument("--tables", nargs="+", metavar="PATH", default=(),

@@ -459,6 +459,18 @@ def test_cli_seed_must_be_non_negative():
     assert proc.returncode == 2 and "--seed: expected a non-negative integer, got -1" in proc.stderr
 
 
+@pytest.mark.parametrize("option, value, expected", [
+    # torch overflowed with a dozen lines of C++ frames; numpy asked for 7 TiB and blamed the forward pass
+    ("--batch-size", "99999999999999999999", "a positive integer up to 65536"),
+    ("--runs", "1000000000000", "a positive integer up to 100000"),
+    ("--n", "99999999999999999999999", "a positive integer up to 1000000"),
+])
+def test_cli_refuses_absurd_sizes_naming_the_option(tmp_path, option, value, expected):
+    proc = _cli("collect", option, value, "--quiet", "--out", str(tmp_path / "t"))
+    assert proc.returncode == 2 and f"{option}: expected {expected}, got {value}" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "t").exists()
+
+
 def test_cli_collect_into_a_file_says_it_is_not_a_folder(tmp_path):
     # it used to say "cannot write <file>/x.csv: File exists", a path nothing would have written
     (tmp_path / "tables").write_text("")
