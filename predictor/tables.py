@@ -97,9 +97,11 @@ def read_latency_files(paths) -> pd.DataFrame:
     frames = []
     for f in files:
         try:
-            # only an empty cell is missing: "n/a" or "NA" in a CSV is kept, so the error shows what was written
+            # Only an empty cell is missing: "n/a" or "NA" in a CSV is kept, so the error shows what was
+            # written. Names are text as written: read as numbers, arch "007" and device "1.50" became 7 and 1.5.
             df = (pd.read_parquet(f) if f.suffix == ".parquet"
-                  else pd.read_csv(f, keep_default_na=False, na_values=[""]))
+                  else pd.read_csv(f, keep_default_na=False, na_values=[""],
+                                   dtype={"device": str, "arch_str": str}))
         except Exception as exc:  # pandas raises many types for a bad file
             raise ValueError(f"cannot read latency table {f}: {exc}") from None
         frames.append(_checked_rows(df, f))

@@ -140,6 +140,17 @@ def test_a_named_device_for_a_user_space_gets_a_profile_command_that_works(tmp_p
     assert summary["samples_measured"] == 3
 
 
+def test_names_in_a_csv_table_are_read_as_written(tmp_path):
+    # arch "000" and device "007", as a digit-string space and `collect --device-name 007` write them,
+    # were read as the numbers 0 and 7: the space refused its own archs, --device 007 was unknown
+    from predictor.tables import read_latency_files
+
+    path = tmp_path / "t.csv"
+    path.write_text("device,arch_str,latency_ms\n007,000,1.5\n1.50,010,2.0\n")
+    long = read_latency_files([path])
+    assert list(long["device"]) == ["007", "1.50"] and list(long["arch_str"]) == ["000", "010"]
+
+
 def test_tables_the_space_cannot_parse_are_refused(tmp_path):
     table = _table(tmp_path, ["not-an-arch", "conv3x3/32-skip/16-dwsep3x3/48-conv5x5/16"])
     r = run_cli("--space", EXAMPLE, "--tables", str(table), "--out", str(tmp_path / "r"), "--no-progress")
