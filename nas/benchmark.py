@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=HelpFormatter)
     s.add_argument("--device", default="local", help="local or local-cuda: every candidate is measured on it")
     s.add_argument("--space", default="nasbench201", help="search space")
-    s.add_argument("--tables", type=Path, nargs="+", default=(),
+    s.add_argument("--tables", type=Path, nargs="+", action="extend", default=[],
                    help="latency tables to train the predictor on, as nas.search --tables (needed for a space "
                         "that ships none)")
     s.add_argument("--pop-size", type=int, default=40, help="NSGA-II population size")

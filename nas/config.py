@@ -13,7 +13,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     where the help text already explains it."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        unset = action.default is None or action.default is False or action.default == ()
+        unset = action.default is None or action.default is False or action.default in ((), [])
         if unset or "default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)

@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None,
                    help="dataset whose accuracy is the quality objective (nasbench201: cifar10, cifar100, "
                         "imagenet16-120); default: the space's own")
-    p.add_argument("--tables", type=Path, nargs="+", default=(),
+    p.add_argument("--tables", type=Path, nargs="+", action="extend", default=[],
                    help="latency tables (parquet/CSV with columns device, arch_str, latency_ms, or folders of "
                         "them) to train the predictor on instead of the space's shipped tables; needed for a "
                         "space that ships none (python -m profiler collect makes them)")

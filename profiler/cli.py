@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how many reference archs the predictor picks (default: 3, as in MAPLE)")
     p.add_argument("--arch", action="append", metavar="ARCH",
                    help="measure this architecture instead of the predictor's choice (repeatable)")
-    p.add_argument("--tables", nargs="+", metavar="PATH", default=(),
+    p.add_argument("--tables", nargs="+", metavar="PATH", action="extend", default=[],
                    help="the latency tables the search will train on (its --tables): the predictor picks the "
                         "reference archs from them; needed for a space that ships none")
     p.add_argument("--profiles-dir", help="directory for profiles (default: $HWNAS_PROFILES_DIR or "
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n", type=_n_archs, default=100, help="random architectures to measure (default: 100)")
     b.add_argument("--seed", type=_seed, default=0, help="seed of the random architectures (default: 0)")
     b.add_argument("--reference", type=_positive, default=3, help="reference archs to adapt from (default: 3)")
-    b.add_argument("--tables", nargs="+", metavar="PATH", default=(),
+    b.add_argument("--tables", nargs="+", metavar="PATH", action="extend", default=[],
                    help="latency tables to fit the predictor on instead of the space's shipped ones (as "
                         "nas.search --tables); needed for a space that ships none")
     b.add_argument("--json", metavar="PATH", help="also write every measurement and prediction to PATH")

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -195,6 +196,19 @@ def test_help_shows_defaults_that_say_something():
     assert "(default: gold_6226)" in text and "(default: 60)" in text
     assert "(default: None)" not in text and "(default: ())" not in text and "(default: False)" not in text
     assert "path/to/file.py:ClassName" in text
+
+
+def test_tables_given_twice_add_up():
+    # argparse kept only the last --tables: the earlier files were dropped without a word
+    from profiler.cli import build_parser as profiler_parser
+
+    twice = ["--tables", "a.csv", "--tables", "b.csv", "c.csv"]
+    assert build_parser().parse_args(twice).tables == [Path("a.csv"), Path("b.csv"), Path("c.csv")]
+    assert benchmark_parser().parse_args(["speedup", *twice]).tables == [Path("a.csv"), Path("b.csv"), Path("c.csv")]
+    for command in ("profile", "benchmark"):
+        name = ["--name", "x"] if command == "profile" else []
+        assert profiler_parser().parse_args([command, *name, *twice]).tables == ["a.csv", "b.csv", "c.csv"]
+    assert build_parser().parse_args([]).tables == []
 
 
 def test_benchmark_help_describes_every_option(capsys):
