@@ -38,6 +38,9 @@ def _load_file(path: Path):
         raise ValueError(f"search space file not found: {path}")
     module_name = f"hwnas_user_space_{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None:  # no loader for its suffix, e.g. a CSV or a file without one
+        raise ValueError(f"cannot load {path}: Python loads modules from .py files; give the file that defines "
+                         "the space")
     module = importlib.util.module_from_spec(spec)
     # Marks a module no other process can import by name: parallel runners ship it by value.
     module.__hwnas_user_file__ = str(path)

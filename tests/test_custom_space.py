@@ -91,6 +91,7 @@ def _table(tmp_path, archs, devices=("a", "b", "c")) -> Path:
     (f"{BROKEN}:Incomplete", "does not implement the SearchSpace method(s)"),
     (f"{BROKEN}:SlashedName", "has name 'has space/slash': a space's name is part of file names"),
     ("no/such/file.py:Space", "search space file not found"),
+    (f"{ROOT / 'README.md'}:Space", "Python loads modules from .py files"),   # was an AttributeError
     (":Space", "is not path/to/file.py:ClassName or package.module:ClassName"),
     ("json:", "is not path/to/file.py:ClassName or package.module:ClassName"),
     ("..x:Space", "cannot import module '..x'"),
