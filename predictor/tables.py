@@ -148,12 +148,13 @@ def load_tables(space, paths=()) -> LatencyTable:
         bad = []
         for arch in long["arch_str"].unique():
             try:
-                space.encode(arch)
-            except ValueError:
-                bad.append(arch)
+                space.encode_within_choices(arch)
+            except ValueError as exc:
+                bad.append((arch, exc))
         if bad:
+            arch, why = bad[0]
             raise ValueError(f"{len(bad)} architecture string(s) in the tables are not in space {space.name!r}, "
-                             f"e.g. {bad[0]!r}")
+                             f"e.g. {arch!r} ({why})")
     else:
         long = space.latency_table()
         if long is None:

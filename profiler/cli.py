@@ -231,7 +231,7 @@ def _profile(args) -> int:
         archs = list(dict.fromkeys(args.arch))
         for arch in archs:
             try:
-                space.encode(arch)
+                space.encode_within_choices(arch)
             except ValueError as exc:
                 raise UsageError(f"--arch: {exc}") from None
             if space.ignores_input([arch])[0]:

@@ -69,6 +69,45 @@ class SearchSpace(ABC):
             raise ValueError(f"search space {self.name!r} rejected genome {[int(g) for g in genome]} within its "
                              f"own n_choices: {exc}") from None
 
+    def encode_within_choices(self, arch: str) -> np.ndarray:
+        """`encode`, checked against `n_choices`: ValueError where `arch` is not in the space, or where
+        `encode` gives a genome the space's own `n_choices` does not allow (a table measured before the
+        space was narrowed; an encode off by one would index the wrong feature columns silently)."""
+        genome = np.asarray(self.encode(arch))
+        if not (np.issubdtype(genome.dtype, np.integer) and self.is_valid(genome)):
+            raise ValueError(f"search space {self.name!r} encodes {arch!r} as {genome.tolist()}, not a genome of "
+                             f"integers within its own n_choices {np.asarray(self.n_choices).tolist()}")
+        return genome
+
+    def check(self, n_random: int = 8) -> None:
+        """ValueError, saying what contradicts what, where the space is not self-consistent.
+
+        `n_choices` must be a non-empty 1-D array of integers >= 1, and `decode` of a genome must be a
+        string that `encode` maps back, within `n_choices`, to a genome that decodes to the same string.
+        Tried on the all-first and all-last genomes and `n_random` random ones, so that a user's space
+        fails when it is loaded, in one line, not deep inside the predictor or pymoo.
+        """
+        choices = np.asarray(self.n_choices)
+        if not (choices.ndim == 1 and choices.size > 0 and np.issubdtype(choices.dtype, np.integer)
+                and np.all(choices >= 1)):
+            raise ValueError(f"search space {self.name!r} has n_choices {choices.tolist()!r}: it must be a non-empty "
+                             "1-D array of integers >= 1, the number of options at each genome position")
+        rng = np.random.default_rng(0)
+        genomes = [np.zeros_like(choices), choices - 1, *rng.integers(0, choices, size=(n_random, len(choices)))]
+        for genome in genomes:
+            arch = self.decode_within_choices(genome)
+            if not isinstance(arch, str):
+                raise ValueError(f"search space {self.name!r} decodes genome {genome.tolist()} as "
+                                 f"{type(arch).__name__} {arch!r}: an architecture must be a string")
+            try:
+                again = self.decode_within_choices(self.encode_within_choices(arch))
+            except ValueError as exc:
+                raise ValueError(f"search space {self.name!r} decodes genome {genome.tolist()} as {arch!r}, which "
+                                 f"its own encode does not take back: {exc}") from None
+            if again != arch:
+                raise ValueError(f"search space {self.name!r} decodes genome {genome.tolist()} as {arch!r}, and "
+                                 f"decode(encode({arch!r})) gives {again!r}: encode must invert decode")
+
     # --- what the predictor and the profiler need --------------------------------------------
     def features(self, archs: Sequence[str]) -> np.ndarray:
         """Fixed-length encoding for the latency predictor, shape (len(archs), n_features), float32.

@@ -111,4 +111,5 @@ def get_space(name: str, dataset: str | None = None) -> SearchSpace:
     except TypeError as exc:
         raise ValueError(f"cannot construct {name}: {exc}") from None
     space._spec = name
+    space.check()
     return space

@@ -90,6 +90,11 @@ def _table(tmp_path, archs, devices=("a", "b", "c")) -> Path:
     (f"{BROKEN}:NotASpace", "is not a SearchSpace subclass"),
     (f"{BROKEN}:Incomplete", "does not implement the SearchSpace method(s)"),
     (f"{BROKEN}:SlashedName", "has name 'has space/slash': a space's name is part of file names"),
+    # each of these ran into a traceback in the predictor or pymoo, or (off by one) ran on wrong features
+    (f"{BROKEN}:EncodeOffByOne", "decodes genome [0, 0, 0] as '0-0-0', which its own encode does not take back: "
+                                 "search space 'off_by_one' encodes '0-0-0' as [-1, -1, -1], not a genome"),
+    (f"{BROKEN}:FloatChoices", "has n_choices [2.0, 2.0, 2.0]: it must be a non-empty 1-D array of integers"),
+    (f"{BROKEN}:DecodesTuples", "decodes genome [0, 0, 0] as tuple (0, 0, 0): an architecture must be a string"),
     ("no/such/file.py:Space", "search space file not found"),
     (f"{ROOT / 'README.md'}:Space", "Python loads modules from .py files"),   # was an AttributeError
     (":Space", "is not path/to/file.py:ClassName or package.module:ClassName"),
@@ -150,6 +155,16 @@ def test_names_in_a_csv_table_are_read_as_written(tmp_path):
     path.write_text("device,arch_str,latency_ms\n007,000,1.5\n1.50,010,2.0\n")
     long = read_latency_files([path])
     assert list(long["device"]) == ["007", "1.50"] and list(long["arch_str"]) == ["000", "010"]
+
+
+def test_tables_with_choices_beyond_the_spaces_n_choices_are_refused(tmp_path):
+    # a table measured before the space was narrowed to 2 choices: an IndexError deep in the features
+    r = run_cli("--space", f"{BROKEN}:FailsForward", "--tables", str(_table(tmp_path, ["0-0-0", "0-1-0", "2-0-1"])),
+                "--device", "a", "--out", str(tmp_path / "r"), "--no-progress")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr == ("error: 1 architecture string(s) in the tables are not in space 'fails_forward', e.g. "
+                        "'2-0-1' (search space 'fails_forward' encodes '2-0-1' as [2, 0, 1], not a genome of "
+                        "integers within its own n_choices [2, 2, 2])\n")
 
 
 def test_tables_the_space_cannot_parse_are_refused(tmp_path):

@@ -83,3 +83,27 @@ class SlashedName(FailsForward):
     """A name that cannot be part of a file name: its profiles went into a subfolder."""
 
     name = "has space/slash"
+
+
+class EncodeOffByOne(FailsForward):
+    """encode returns genome - 1: index -1 wrapped to the last feature column, and the search ran."""
+
+    name = "off_by_one"
+
+    def encode(self, arch):
+        return super().encode(arch) - 1
+
+
+class FloatChoices(FailsForward):
+    name = "float_choices"
+
+    @property
+    def n_choices(self):
+        return np.array([2.0, 2.0, 2.0])
+
+
+class DecodesTuples(FailsForward):
+    name = "decodes_tuples"
+
+    def decode(self, genome):
+        return tuple(int(g) for g in genome)
