@@ -73,7 +73,7 @@ def speedup(args) -> dict:
         "unique_measured_measure_all": len(evaluated), "unique_evaluated_predictor": len(with_predictor.evaluated),
         "measured_on_target_predictor": len(with_predictor.samples),
         "predictor_timings_s": with_predictor.timings_s,
-        "hv_predictor_front": hv_pred, "hv_measured_front": hv_meas, "hv_ratio": hv_pred / hv_meas,
+        "hv_predictor_front": hv_pred, "hv_measured_front": hv_meas, "hv_ratio": hv_pred / hv_meas if hv_meas > 0 else None,
         "hv_normalisation": "error fraction, latency / max measured latency over both fronts, reference (1, 1)",
     }
 
@@ -85,7 +85,8 @@ def print_speedup(r: dict) -> None:
           f"unique candidates measured)")
     print(f"speedup                : {r['speedup']:8.1f}x")
     print(f"HV under measured latency: predictor front {r['hv_predictor_front']:.4f}, measured front "
-          f"{r['hv_measured_front']:.4f}, hv_ratio {r['hv_ratio']:.4f}")
+          f"{r['hv_measured_front']:.4f}, hv_ratio "
+          + ("n/a (no architecture above 0% quality)" if r["hv_ratio"] is None else f"{r['hv_ratio']:.4f}"))
 
 
 def proxy(args) -> dict:

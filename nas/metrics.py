@@ -30,12 +30,16 @@ def normalised_objectives(accuracy_pct: np.ndarray, latency_ms: np.ndarray, max_
     return np.column_stack([1.0 - np.asarray(accuracy_pct) / 100.0, np.asarray(latency_ms) / max_latency_ms])
 
 
-def true_hv_ratio(found_acc, found_lat, all_acc, all_lat) -> float:
-    """HV of the found front under true objectives / HV of the true front of the whole space."""
+def true_hv_ratio(found_acc, found_lat, all_acc, all_lat) -> float | None:
+    """HV of the found front under true objectives / HV of the true front of the whole space.
+
+    None where the true front has no hypervolume (no architecture above 0% accuracy): there is
+    nothing to be a fraction of.
+    """
     max_lat = float(np.max(all_lat))
     hv_found = hypervolume(normalised_objectives(found_acc, found_lat, max_lat))
     hv_true = hypervolume(normalised_objectives(all_acc, all_lat, max_lat))
-    return hv_found / hv_true
+    return hv_found / hv_true if hv_true > 0 else None
 
 
 def regret_pp(found_acc, found_lat, all_acc, all_lat, percentiles=(25, 50, 75)) -> dict[str, float]:

@@ -104,7 +104,9 @@ def print_summary(path: Path, summary: dict) -> None:
              f"{summary['samples_measured']} measured on the target, {summary['wall_s']:.1f} s"]
     if "true_hv_ratio" in summary:
         regret = ", ".join(f"{k} {v:.2f}" for k, v in summary["regret_pp"].items())
-        lines.append(f"  against the device's table: HV ratio {summary['true_hv_ratio']:.4f}, "
+        hv = summary["true_hv_ratio"]
+        hv = "n/a (no architecture above 0% accuracy)" if hv is None else f"{hv:.4f}"
+        lines.append(f"  against the device's table: HV ratio {hv}, "
                      f"predicted within ±10% {summary['pred_within_10pct']:.3f}, regret (pp) {regret}")
     speedup = summary["speedup"]
     # Below 10x the decimals matter: a tiny user space can land either side of 1 (README).

@@ -35,3 +35,9 @@ def test_regret_hand_computed():
     found_acc, found_lat = np.array([50.0, 70.0]), np.array([1.0, 3.0])
     r = regret_pp(found_acc, found_lat, all_acc, all_lat)
     assert r == pytest.approx({"p25": 10.0, "p50": 0.0, "p75": 10.0})
+
+
+def test_true_hv_ratio_is_none_when_no_architecture_has_accuracy():
+    # a space whose accuracy is a stub of zeros: the whole search ran, then a ZeroDivisionError lost it
+    acc, lat = np.zeros(4), np.array([1.0, 2.0, 3.0, 4.0])
+    assert true_hv_ratio(acc[:2], lat[:2], acc, lat) is None

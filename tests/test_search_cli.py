@@ -267,6 +267,12 @@ def test_summary_rounds_the_re_measured_fronts_spearman(capsys, rho, shown):
     assert lines[-1] == f"  front re-measured here: 26 archs, within ±10% 0.88, {shown}"
 
 
+def test_summary_says_when_the_hv_ratio_has_nothing_to_be_a_fraction_of(capsys):
+    lines = printed_summary(capsys, true_hv_ratio=None, pred_within_10pct=0.5, regret_pp={"p25": 0.0})
+    assert lines[2] == ("  against the device's table: HV ratio n/a (no architecture above 0% accuracy), "
+                        "predicted within ±10% 0.500, regret (pp) p25 0.00")
+
+
 def test_summary_shows_a_speedup_near_1_with_its_decimals(capsys):
     lines = printed_summary(capsys, speedup=0.9974667592875284)
     assert lines[-1] == "  speedup vs measuring every candidate: 1.00x (measured)"
