@@ -72,8 +72,19 @@ def initial_table(space: SearchSpace, tables=()) -> LatencyTable:
         raise UsageError(str(exc)) from None
 
 
+def _accuracy(space: SearchSpace, archs, dataset):
+    """The space's accuracy of `archs`; a ValueError from a user's accuracy() is one line, as one from
+    its decode or build_module is, not a traceback."""
+    try:
+        return space.accuracy(archs, dataset)
+    except ValueError as exc:
+        raise UsageError(f"accuracy of search space {space.name!r} failed on {len(archs)} architecture(s)"
+                         + (f", e.g. {archs[0]!r}" if len(archs) else " (the first call, which asks whether it has "
+                                                                     "an accuracy at all)") + f": {exc}") from None
+
+
 def has_accuracy_table(space: SearchSpace) -> bool:
-    return space.accuracy([], getattr(space, "dataset", None)) is not None
+    return _accuracy(space, [], getattr(space, "dataset", None)) is not None
 
 
 def _proxy_of(arch: str, space: SearchSpace, proxy) -> tuple[float, str | None]:
@@ -100,7 +111,8 @@ def quality_objective(space: SearchSpace, runner=None) -> Objective:
     """Benchmark accuracy where the space has a table, otherwise the training-free proxy (via `runner`)."""
     dataset = getattr(space, "dataset", None)
     if has_accuracy_table(space):
-        return Objective("accuracy", f"{dataset} test accuracy (%)", lambda archs: space.accuracy(archs, dataset))
+        label = f"{dataset} test accuracy (%)" if dataset else "accuracy (%)"   # a user space may declare no datasets
+        return Objective("accuracy", label, lambda archs: _accuracy(space, archs, dataset))
     from search_spaces.proxy import ProxyConfig
 
     proxy = ProxyConfig()

@@ -189,6 +189,9 @@ def test_a_genome_the_space_rejects_stops_the_search_cleanly(tmp_path):
                     r"candidate needs a number"),
     ("ShortAccuracy", r"error: accuracy returned shape \((\d+),\) for \d+ architectures: one number per "
                       r"architecture is needed"),
+    # a ValueError of the user's accuracy() was a traceback
+    ("AccuracyRaises", r"error: accuracy of search space 'accuracy_raises' failed on \d+ architecture\(s\), e\.g\. "
+                       r"'[01]-[01]-[01]': 1-[01]-[01] is not in my accuracy table"),
 ])
 def test_an_accuracy_that_is_not_one_number_per_candidate_stops_the_search(tmp_path, space, expected):
     import re
@@ -199,6 +202,14 @@ def test_an_accuracy_that_is_not_one_number_per_candidate_stops_the_search(tmp_p
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert re.fullmatch(expected, r.stderr.strip()), r.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_the_accuracy_of_a_space_without_datasets_is_labelled_without_one():
+    # the plot's axis read "None test accuracy (%)"
+    from nas.run import quality_objective
+
+    assert quality_objective(get_space(f"{BROKEN}:NaNAccuracy")).label == "accuracy (%)"
+    assert quality_objective(get_space("nasbench201")).label == "cifar10 test accuracy (%)"
 
 
 @pytest.mark.parametrize("device, expected", [

@@ -107,3 +107,15 @@ class DecodesTuples(FailsForward):
 
     def decode(self, genome):
         return tuple(int(g) for g in genome)
+
+
+class AccuracyRaises(FailsForward):
+    """An accuracy table that lacks the architectures starting with choice 1, and says so."""
+
+    name = "accuracy_raises"
+
+    def accuracy(self, archs, dataset=None):
+        missing = [a for a in archs if a.startswith("1")]
+        if missing:
+            raise ValueError(f"{missing[0]} is not in my accuracy table")
+        return np.full(len(archs), 50.0)
