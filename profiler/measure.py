@@ -170,12 +170,19 @@ def _torch_device(name: str):
 
 
 def build_or_raise(space, arch: str):
-    """`space.build_module(arch)`, with a MeasurementError naming the arch when it fails."""
+    """`space.build_module(arch)`, with a MeasurementError naming the arch when it fails or gives
+    something other than a torch module (which would fail later, as an AttributeError)."""
+    import torch
+
     try:
-        return space.build_module(arch)
+        module = space.build_module(arch)
     except Exception as exc:
         raise MeasurementError(f"cannot build {arch!r} in search space {space.name!r}: "
                                f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(module, torch.nn.Module):
+        raise MeasurementError(f"cannot build {arch!r} in search space {space.name!r}: build_module returned "
+                               f"{type(module).__name__}, not a torch.nn.Module")
+    return module
 
 
 def measure_archs(space, archs: Sequence[str], config: MeasureConfig, progress: bool = True) -> dict[str, Measurement]:

@@ -63,8 +63,9 @@ def _load_class(spec: str) -> type:
     else:
         try:
             module = importlib.import_module(where)
-        except (ImportError, TypeError) as exc:  # TypeError: a relative name such as `..x`
-            raise ValueError(f"cannot import module {where!r} for search space {spec!r}: {exc}") from None
+        except Exception as exc:  # ImportError; TypeError for a relative name such as `..x`; whatever the module raises
+            raise ValueError(f"cannot import module {where!r} for search space {spec!r}: "
+                             f"{type(exc).__name__}: {exc}") from None
     cls = getattr(module, cls_name, None)
     if cls is None:
         raise ValueError(f"{where} has no class {cls_name!r}")

@@ -204,6 +204,28 @@ def test_an_accuracy_that_is_not_one_number_per_candidate_stops_the_search(tmp_p
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("source, raised", [("raise RuntimeError('no driver')", "RuntimeError: no driver"),
+                                           ("def broken(:", "SyntaxError: ")])
+def test_a_space_module_that_fails_on_import_is_one_error(tmp_path, monkeypatch, source, raised):
+    # only an ImportError was caught: anything else the module raised was a traceback
+    (tmp_path / "fails_on_import.py").write_text(source + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match="cannot import module 'fails_on_import' for search space "
+                                         f"'fails_on_import:Space': {raised}"):
+        get_space("fails_on_import:Space")
+
+
+def test_a_build_module_that_returns_no_module_stops_a_local_search_in_one_line(tmp_path):
+    # an AttributeError traceback from the profiler ('NoneType' object has no attribute 'training')
+    archs = ["-".join(map(str, g)) for g in itertools.product([0, 1], repeat=3)]
+    r = run_cli("--space", f"{BROKEN}:BuildsNothing", "--tables", str(_table(tmp_path, archs)), "--device", "local",
+                "--out", str(tmp_path / "r"), "--no-progress")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("error: cannot measure on this machine: cannot build '")
+    assert r.stderr.endswith("in search space 'builds_nothing': build_module returned NoneType, not a torch.nn.Module\n")
+    assert not (tmp_path / "r").exists()
+
+
 def test_the_accuracy_of_a_space_without_datasets_is_labelled_without_one():
     # the plot's axis read "None test accuracy (%)"
     from nas.run import quality_objective

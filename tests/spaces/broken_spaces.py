@@ -119,3 +119,12 @@ class AccuracyRaises(FailsForward):
         if missing:
             raise ValueError(f"{missing[0]} is not in my accuracy table")
         return np.full(len(archs), 50.0)
+
+
+class BuildsNothing(FailsForward):
+    """build_module forgets its return."""
+
+    name = "builds_nothing"
+
+    def build_module(self, arch, num_classes=10):
+        super().build_module(arch, num_classes)
