@@ -167,6 +167,19 @@ def test_tables_with_choices_beyond_the_spaces_n_choices_are_refused(tmp_path):
                         "integers within its own n_choices [2, 2, 2])\n")
 
 
+@pytest.mark.parametrize("space, expected", [
+    # was "cannot fit the predictor on these tables (...): x0-0-0", and an AttributeError traceback
+    ("ShipsForeignTable", "error: 1 architecture string(s) in the tables are not in space 'ships_foreign_table', "
+                          "e.g. 'x0-0-0' (invalid literal for int() with base 10: 'x0')"),
+    ("ShipsNoDataFrame", "error: search space 'ships_no_dataframe': latency_table() returned str, not a pandas "
+                         "DataFrame with columns device, arch_str, latency_ms (or None)"),
+])
+def test_a_spaces_own_latency_table_is_checked_like_a_given_one(tmp_path, space, expected):
+    r = run_cli("--space", f"{BROKEN}:{space}", "--device", "a", "--out", str(tmp_path / "r"), "--no-progress")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr == expected + "\n"
+
+
 def test_tables_the_space_cannot_parse_are_refused(tmp_path):
     table = _table(tmp_path, ["not-an-arch", "conv3x3/32-skip/16-dwsep3x3/48-conv5x5/16"])
     r = run_cli("--space", EXAMPLE, "--tables", str(table), "--out", str(tmp_path / "r"), "--no-progress")

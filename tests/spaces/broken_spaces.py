@@ -128,3 +128,22 @@ class BuildsNothing(FailsForward):
 
     def build_module(self, arch, num_classes=10):
         super().build_module(arch, num_classes)
+
+
+class ShipsForeignTable(FailsForward):
+    """latency_table() holds an architecture the space does not have (a stale table)."""
+
+    name = "ships_foreign_table"
+
+    def latency_table(self):
+        import pandas as pd
+
+        return pd.DataFrame({"device": ["a", "a", "b", "b", "c", "c"], "arch_str": ["0-0-0", "x0-0-0"] * 3,
+                             "latency_ms": [1.0, 2.0, 1.5, 2.5, 1.2, 2.2]})
+
+
+class ShipsNoDataFrame(FailsForward):
+    name = "ships_no_dataframe"
+
+    def latency_table(self):
+        return "tables/"
