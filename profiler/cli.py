@@ -214,9 +214,14 @@ def _profile(args) -> int:
     space = _space(args.space)
     config = _measure_config(args)
     try:
-        profile_path(args.name, space.name)
+        # Before the reference choice (minutes for FBNet) and the measuring: either would be lost.
+        directory = check_writable(args.profiles_dir)
+        path = profile_path(args.name, space.name, directory)
     except ProfileError as exc:
         raise UsageError(str(exc)) from None
+    if path.is_dir():
+        raise UsageError(f"cannot save the profile as {path}: a folder of that name is in the way; move it, or give "
+                         "another --name")
     try:
         table = load_tables(space, args.tables)
     except ValueError as exc:
@@ -239,10 +244,6 @@ def _profile(args) -> int:
                                  f"it away and its latency says nothing of its ops' costs; give another")
     else:
         archs = _reference_archs(space, args.samples, table, args.name, progress=not args.quiet)
-    try:
-        directory = check_writable(args.profiles_dir)
-    except ProfileError as exc:
-        raise UsageError(str(exc)) from None
     if args.counters == "required":
         # Checked before minutes of measuring: a trivial command shows whether perf can count here.
         probe = read_counters(["true"], DEFAULT_EVENTS, perf=args.perf)

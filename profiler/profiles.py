@@ -112,6 +112,9 @@ def check_writable(directory: Path | str | None = None) -> Path:
     cannot take the result. Raises ProfileError naming the directory.
     """
     directory = Path(directory or profiles_dir())
+    if directory.exists() and not directory.is_dir():  # mkdir would say only "File exists"
+        raise ProfileError(f"cannot write profiles to {directory}: it is a file, not a folder; "
+                           f"choose another with --profiles-dir or ${ENV_VAR}")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-", delete=True):

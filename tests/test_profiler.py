@@ -303,6 +303,19 @@ def test_cli_collect_refuses_the_device_names_profiles_refuse(tmp_path, name):
     assert not (tmp_path / "t").exists()
 
 
+def test_cli_profile_checks_where_it_will_save_before_anything_slow(tmp_path):
+    # both were found only after the reference choice (minutes for FBNet), the second after measuring
+    (tmp_path / "afile").write_text("")
+    proc = _cli("profile", "--name", "box", "--profiles-dir", str(tmp_path / "afile"), "--quiet")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith(f"error: cannot write profiles to {tmp_path / 'afile'}: it is a file, not a folder")
+    (tmp_path / "p" / "box--nasbench201.json").mkdir(parents=True)
+    proc = _cli("profile", "--name", "box", "--profiles-dir", str(tmp_path / "p"), "--arch", TINY, "--quiet")
+    assert proc.returncode == 2 and proc.stdout == "" and proc.stderr == (
+        f"error: cannot save the profile as {tmp_path / 'p' / 'box--nasbench201.json'}: a folder of that name is in "
+        "the way; move it, or give another --name\n")
+
+
 def test_local_means_this_machine_even_beside_an_old_profile_of_that_name(tmp_path, space):
     from nas.devices import known_devices, resolve_target
     from predictor.tables import LatencyTable
