@@ -122,8 +122,9 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
             known = set(initial.archs)
             if set(archs) <= known:
                 score("affine", AffineNearestDevice().fit(initial).adapt(sample(refs)).predict(archs))
-            else:
-                score("affine", np.full(len(archs), np.nan))
+            else:  # it copies a table device, which lacks these archs: not scored (NaN), never a 0
+                for key in KEYS:
+                    out["affine"][key].append(float("nan"))
         for t in range(trials):
             if "rand" in methods:
                 drawn = list(np.random.default_rng(t).choice(archs, size=min(k, len(archs)), replace=False))
@@ -152,6 +153,9 @@ def run(space_name: str, k: int, trials: int, devices=None, table_path=None, con
     """Benchmark every target; returns {space, samples, trials, seeds, per_device: {name: {method: scores}}}."""
     space, shipped = shipped_space_and_table(space_name)
     config = config or MapleConfig()
+    if k >= len(shipped.archs):  # the fit would refuse it, as a traceback
+        raise UsageError(f"--samples {k} leaves nothing to predict: the {space_name} tables hold "
+                         f"{len(shipped.archs)} architectures")
 
     if table_path is not None:
         try:
@@ -204,6 +208,19 @@ def _std(values) -> float:
     return float(np.std(values)) if values else float("nan")
 
 
+def _mean_over_devices(values) -> float:
+    """The mean over targets, NaN where a target is not scored: a mean over fewer targets would sit
+    beside the other columns' means as if it were comparable."""
+    return float(np.mean(values)) if np.all(np.isfinite(values)) else float("nan")
+
+
+def _finite_or_none(obj):
+    """`obj` with every NaN as None: JSON has no NaN, and null says 'not scored'."""
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    return None if isinstance(obj, float) and not np.isfinite(obj) else obj
+
+
 def as_json(result: dict) -> dict:
     """The documented JSON: per_device[name] holds our figures at the top level, baselines beneath."""
     per_device = {}
@@ -211,12 +228,12 @@ def as_json(result: dict) -> dict:
         entry = dict(by_method["maple"])
         entry["baselines"] = {m: v for m, v in by_method.items() if m != "maple"}
         per_device[name] = entry
-    mean = {key: _mean([d[key] for d in per_device.values()]) for key in KEYS}
-    mean["baselines"] = {m: {key: _mean([d["baselines"][m][key] for d in per_device.values()])
+    mean = {key: _mean_over_devices([d[key] for d in per_device.values()]) for key in KEYS}
+    mean["baselines"] = {m: {key: _mean_over_devices([d["baselines"][m][key] for d in per_device.values()])
                              for key in KEYS}
                          for m in next(iter(per_device.values()))["baselines"]} if per_device else {}
-    return {"space": result["space"], "samples": result["samples"], "trials": result["trials"],
-            "seeds": result.get("seeds", 1), "per_device": per_device, "mean": mean}
+    return _finite_or_none({"space": result["space"], "samples": result["samples"], "trials": result["trials"],
+                            "seeds": result.get("seeds", 1), "per_device": per_device, "mean": mean})
 
 
 def format_table(result: dict) -> str:
@@ -227,18 +244,25 @@ def format_table(result: dict) -> str:
     seeds = result.get("seeds", 1)
     lines = [f"{result['space']}: {k} samples; ±1%/±5% are maple-{k}'s; mean over {seeds} regressor seed(s), "
              f"rand-{k} also over {result['trials']} draws; ± = std (omitted when 0)", head]
-    rows = dict(result["per_device"])
-    rows["MEAN"] = {m: {key: _mean([d[m][key] for d in result["per_device"].values()]) for key in KEYS}
-                    for m in methods}
-    for name, by_method in rows.items():
+    # A list, not a dict keyed by name: a target called MEAN must not replace its own row.
+    rows = list(result["per_device"].items())
+    rows.append(("MEAN", {m: {key: _mean_over_devices([d[m][key] for d in result["per_device"].values()])
+                              for key in KEYS} for m in methods}))
+    for name, by_method in rows:
         mp = by_method["maple"]
         line = f"{name:<15}{mp['within_1pct']:7.3f}{mp['within_5pct']:7.3f}"
         for m in methods:
             s = by_method[m]
             std = s.get("within_10pct_std")
+            if not np.isfinite(s["within_10pct"]):
+                line += f"{'n/a':>16}{'n/a':>7}"
+                continue
             cell = f"{s['within_10pct']:.3f}" + (f"±{std:.3f}" if std else "")
             line += f"{cell:>16}{s['spearman']:7.3f}"
         lines.append(line)
+    if any(not np.isfinite(d[m]["within_10pct"]) for d in result["per_device"].values() for m in methods):
+        lines.append("n/a: not scored (affine copies a table device, and the tables lack some of the target's "
+                     "architectures); a mean over targets is n/a where one of them is")
     return "\n".join(lines)
 
 
@@ -299,6 +323,16 @@ def check_output_folder(path: Path | None) -> None:
         raise UsageError(f"cannot write {path}: it is a folder; give a file name")
 
 
+def check_image_format(path: Path) -> None:
+    """UsageError unless matplotlib can write `path`'s suffix: said before the work, not after it."""
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in formats:
+        raise UsageError(f"cannot draw {path}: end its name in an image format, one of "
+                         f"{', '.join('.' + f for f in sorted(formats))}")
+
+
 def write_json(path: Path, obj) -> None:
     """Write `obj` as indented JSON, under a temporary name then renamed: never half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -335,6 +369,8 @@ def main(argv=None) -> int:
             raise UsageError("--samples, --trials and --seeds must be positive integers")
         for out in (args.json, args.plot):
             check_output_folder(out)
+        if args.plot is not None:
+            check_image_format(args.plot)
         result = run(args.space, args.samples, args.trials, args.devices, args.table,
                      progress=not args.no_progress, seeds=args.seeds)
     except KeyboardInterrupt:

@@ -322,6 +322,33 @@ def test_benchmark_target_without_the_references_says_what_its_table_lacks(space
         evaluate_target(space, initial, partial, 3, 1, SMALL, {(initial.devices, SMALL): fitted}, methods=("maple",))
 
 
+def test_benchmark_does_not_score_affine_where_the_tables_lack_the_targets_archs(space, tables, fitted):
+    # e.g. a user's FBNet table of random archs: affine (a copy of a table device) was printed, averaged
+    # and written to the JSON as 0.000, a score nothing earned
+    from predictor.benchmark import as_json, evaluate_target, format_table
+
+    initial, truth = tables
+    fewer = LatencyTable(initial.devices, initial.archs[:-5], initial.latency_ms[:, :-5])
+    scores = evaluate_target(space, fewer, truth, 3, 1, SMALL, {(fewer.devices, SMALL): fitted},
+                             methods=("maple", "affine"))
+    assert all(np.isnan(v).all() and len(v) == 1 for v in scores["affine"].values())
+    maple = {k: v[0] for k, v in scores["maple"].items()}
+    affine = {k: v[0] for k, v in scores["affine"].items()}
+    scored = dict(maple, spearman=0.5)
+    # a second target called MEAN: its row used to be replaced by the mean row
+    result = {"space": "nasbench201", "samples": 3, "trials": 1, "seeds": 1,
+              "per_device": {truth.name: {"maple": maple, "affine": affine},
+                             "MEAN": {"maple": scored, "affine": scored}}}
+    lines = format_table(result).splitlines()
+    assert [ln.split()[0] for ln in lines[2:5]] == [truth.name, "MEAN", "MEAN"]
+    assert lines[2].split()[-2:] == ["n/a", "n/a"] and lines[4].split()[-2:] == ["n/a", "n/a"]
+    assert lines[3].split()[-1] == "0.500" and lines[-1].startswith("n/a: not scored")
+    written = as_json(result)
+    assert written["per_device"][truth.name]["baselines"]["affine"]["within_10pct"] is None
+    assert written["mean"]["baselines"]["affine"] == {k: None for k in affine}
+    assert written["mean"]["within_10pct"] == pytest.approx(maple["within_10pct"])
+
+
 def test_benchmark_plot_shows_the_scored_predictions(space, tables, fitted, tmp_path):
     from predictor.benchmark import evaluate_target, plot_predictions
 
@@ -392,6 +419,9 @@ def test_two_tower_fit_adapt_predict(space, tables):
     (["--table", "/nonexistent/latency.parquet"], "not found"),
     (["--devices", "not_a_device"], "unknown device"),
     (["--samples", "0"], "positive"),
+    (["--samples", "15625"], "--samples 15625 leaves nothing to predict"),            # was a traceback
+    (["--plot", "p.txt"], "cannot draw p.txt: end its name in an image format, one of"),  # failed after the run
+    (["--plot", "noext"], "cannot draw noext: end its name in an image format"),
     (["--plot", "/nonexistent/dir/p.png"], "/nonexistent/dir is not an existing folder"),
     # a folder used to pass the check and fail after the whole benchmark had run
     (["--json", __file__.rsplit("/", 1)[0]], "it is a folder; give a file name"),
