@@ -11,8 +11,8 @@ Side by side:
   maple-10   ours adapted from 10 reference architectures (the same fitted model, 10 measurements);
              left out where K is 10 or more
   full-fit   our regressor fitted by least squares to the target's *whole* table, as if every
-             architecture were measured: the most any choice of samples can reach with it (a ceiling,
-             not a predictor)
+             architecture were measured: what the model can express, not a predictor. Not a bound:
+             least squares minimises squared error, not misses of ±10%, so K samples can beat it
   rand-K     ours adapted from K architectures drawn at random from the target's table instead of
              the reference set (the "any architectures" path of `MaplePredictor.adapt`)
   mlp        the MLP two-tower regressor of `predictor.two_tower` (log-latency, learnt descriptor
