@@ -31,8 +31,9 @@ class LatencyTable:
         missing = {"device", "arch_str", "latency_ms"} - set(df.columns)
         if missing:
             raise ValueError(f"latency table lacks column(s) {', '.join(sorted(missing))}")
+        _refuse_conflicting_repeats(df)
         wide = df.pivot_table(index="device", columns="arch_str", values="latency_ms",
-                              aggfunc="median", observed=True)
+                              aggfunc="first", observed=True)
         if wide.isna().any().any():
             have = wide.notna().sum(axis=1)
             short = ", ".join(f"{d} has {n}" for d, n in have[have < wide.shape[1]].head(5).items())
@@ -74,6 +75,23 @@ class LatencyTable:
     def column(self, device: str) -> pd.Series:
         """Latencies (ms) of one device, indexed by arch string."""
         return pd.Series(self.latency_ms[self.devices.index(device)], index=list(self.archs), name=device)
+
+
+def _refuse_conflicting_repeats(df: pd.DataFrame) -> None:
+    """ValueError where a (device, arch) pair has two different latencies: combining them (a median
+    of two is their mean) would invent a value nobody measured. Exact repeats, as when a file is
+    given twice, are harmless."""
+    repeated = df[df.duplicated(["device", "arch_str"], keep=False)]
+    if repeated.empty:
+        return
+    spread = repeated.groupby(["device", "arch_str"], observed=True)["latency_ms"].agg(["nunique", list])
+    conflicting = spread[spread["nunique"] > 1]
+    if len(conflicting):
+        (device, arch), values = conflicting.index[0], conflicting["list"].iloc[0]
+        raise ValueError(f"latency table gives {len(conflicting)} (device, architecture) pair(s) more than one "
+                         f"latency, e.g. {device!r} at {arch!r}: {', '.join(f'{v:g}' for v in values)} ms. Keep one "
+                         f"measurement of each (two files may name the same device: give each machine its own "
+                         f"name)")
 
 
 def read_latency_files(paths) -> pd.DataFrame:

@@ -46,6 +46,21 @@ def fitted(space, tables):
     return MaplePredictor(space, SMALL).fit(initial)
 
 
+def test_a_table_with_two_latencies_for_one_device_and_arch_is_refused(space):
+    # they were combined by their median, a latency nobody measured; an exact repeat is harmless
+    import pandas as pd
+
+    long = space.latency_table()
+    long = long[long["device"].isin(["pixel2", "gold_6226"])]
+    long = long[long["arch_str"].isin(long["arch_str"].unique()[:20])]
+    first = long.iloc[[0]]
+    assert LatencyTable.from_long(pd.concat([long, first])).latency_ms.shape == (2, 20)
+    again = first.assign(latency_ms=3 * first["latency_ms"])
+    with pytest.raises(ValueError, match=rf"gives 1 \(device, architecture\) pair\(s\) more than one latency, e.g. "
+                                         rf"'{first['device'].iloc[0]}' at"):
+        LatencyTable.from_long(pd.concat([long, again]))
+
+
 def test_a_table_whose_devices_measured_different_archs_says_which(space):
     long = space.latency_table()
     long = long[long["device"].isin(["pixel2", "raspi4", "gold_6226"])]
