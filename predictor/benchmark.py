@@ -85,13 +85,13 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
     true = truth.to_numpy()
     out = {m: {key: [] for key in KEYS} for m in methods}
 
-    def sample(which):
+    def sample(which, column):
         missing = [a for a in which if a not in truth.index]
         if missing:
             raise UsageError(
                 f"target {truth.name!r} lacks {len(missing)} of the {len(which)} reference architectures the "
-                f"predictor adapts from (e.g. {missing[0]!r}): its table must hold them. To score this machine, "
-                f"python -m profiler benchmark measures them along with the test architectures")
+                f"{_label(column, k)} column adapts from: its table must hold them all ({', '.join(missing)}). To "
+                f"score this machine, python -m profiler benchmark measures them along with the test architectures")
         return {a: float(truth[a]) for a in which}
 
     def score(method, pred):
@@ -103,32 +103,32 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
         maple = _fitted(space, initial, cfg, fits)
         refs = maple.reference_archs(k)
         if "maple" in methods:
-            pred = maple.adapt(sample(refs)).predict(archs)
+            pred = maple.adapt(sample(refs, "maple")).predict(archs)
             score("maple", pred)
             if points is not None and seed == 0:
                 points.update(true_ms=true, predicted_ms=np.asarray(pred, dtype=float))
         if "maple-10" in methods:
-            score("maple-10", maple.adapt(sample(maple.reference_archs(max(10, k)))).predict(archs))
+            score("maple-10", maple.adapt(sample(maple.reference_archs(max(10, k)), "maple-10")).predict(archs))
         if "full-fit" in methods and seed == 0:
             score("full-fit", maple.whole_table_fit(archs, true))
         if "no-desc" in methods:
             no_desc = _fitted(space, initial, dataclasses.replace(cfg, use_descriptor=False), fits)
-            score("no-desc", no_desc.adapt(sample(refs)).predict(archs))
+            score("no-desc", no_desc.adapt(sample(refs, "no-desc")).predict(archs))
         if "mlp" in methods:
             mlp = _fitted(space, initial, TwoTowerConfig(n_samples=k, seed=seed), fits, TwoTowerPredictor)
-            score("mlp", mlp.adapt(sample(mlp.reference_archs(k))).predict(archs))
+            score("mlp", mlp.adapt(sample(mlp.reference_archs(k), "mlp")).predict(archs))
         if "affine" in methods and seed == 0:
             # deterministic and seed-free: scored once
             known = set(initial.archs)
             if set(archs) <= known:
-                score("affine", AffineNearestDevice().fit(initial).adapt(sample(refs)).predict(archs))
+                score("affine", AffineNearestDevice().fit(initial).adapt(sample(refs, "affine")).predict(archs))
             else:  # it copies a table device, which lacks these archs: not scored (NaN), never a 0
                 for key in KEYS:
                     out["affine"][key].append(float("nan"))
         for t in range(trials):
             if "rand" in methods:
                 drawn = list(np.random.default_rng(t).choice(archs, size=min(k, len(archs)), replace=False))
-                score("rand", maple.adapt(sample(drawn)).predict(archs))
+                score("rand", maple.adapt(sample(drawn, "rand")).predict(archs))
             if bar is not None:
                 bar.update(1)
     return out

@@ -333,8 +333,17 @@ def test_benchmark_target_without_the_references_says_what_its_table_lacks(space
     initial, truth = tables
     refs = set(fitted.reference_archs(3))
     partial = truth[[a not in refs for a in truth.index]]  # e.g. a table of random archs measured by a user
-    with pytest.raises(UsageError, match="lacks 3 of the 3 reference architectures"):
+    with pytest.raises(UsageError, match="lacks 3 of the 3 reference architectures the maple-3 column adapts from"):
         evaluate_target(space, initial, partial, 3, 1, SMALL, {(initial.devices, SMALL): fitted}, methods=("maple",))
+    # holding maple-3's, it lacks maple-10's: the message named "the predictor" and one architecture only
+    ten = fitted.reference_archs(10)
+    holds_three = truth[[a in refs or a not in ten for a in truth.index]]
+    with pytest.raises(UsageError) as stop:
+        evaluate_target(space, initial, holds_three, 3, 1, SMALL, {(initial.devices, SMALL): fitted},
+                        methods=("maple", "maple-10"))
+    lacking = [a for a in ten if a not in refs]
+    assert "lacks 7 of the 10 reference architectures the maple-10 column adapts from" in str(stop.value)
+    assert f"({', '.join(lacking)})" in str(stop.value)
 
 
 def test_benchmark_does_not_score_affine_where_the_tables_lack_the_targets_archs(space, tables, fitted):
