@@ -102,7 +102,10 @@ def saved_profiles(directory: Path | str | None = None) -> list[tuple[str, str]]
     directory = Path(directory or profiles_dir())
     if not directory.is_dir():
         return []
-    return sorted(tuple(p.name[: -len(".json")].rsplit("--", 1)) for p in directory.glob("*--*.json"))
+    found = (tuple(p.name[: -len(".json")].rsplit("--", 1)) for p in directory.glob("*--*.json"))
+    # A file under a name no profile can have (an older version's, or hand-made) would be listed, and
+    # offered as a device, though no search can find it.
+    return sorted((name, space) for name, space in found if not name_problem(name))
 
 
 def check_writable(directory: Path | str | None = None) -> Path:

@@ -15,7 +15,8 @@ import torch
 from profiler.measure import (MeasureConfig, Measurement, MeasurementError, machine_description, measure_archs,
                               measure_module)
 from profiler.profiles import (FORMAT_VERSION, DeviceProfile, ProfileError, load_profile, name_matches_machine,
-                               profile_machine, profile_path, profiles_dir, save_profile)
+                               profile_machine, profile_path, profiles_dir, save_profile,
+                               saved_profiles)
 from search_spaces.registry import get_space
 
 REPO = Path(__file__).resolve().parents[1]
@@ -219,12 +220,17 @@ def test_bad_profiles_raise_profile_error(tmp_path, change, message):
         load_profile("box1", "nasbench201", tmp_path)
 
 
-def test_profile_names_that_cannot_be_files():
+def test_profile_names_that_cannot_be_files(tmp_path):
     # "x\n" passed a `$`-anchored pattern; a 300-character name passed, and crashed after measuring
     for bad in ("", "../etc", "a/b", ".hidden", "box1\n", "a" * 101):
         with pytest.raises(ProfileError):
-            save_profile(_profile(name=bad))
+            save_profile(_profile(name=bad), tmp_path / "p")   # never the user's own profiles folder
+    assert not (tmp_path / "p").exists() or not any((tmp_path / "p").iterdir())
     assert profile_path("a" * 100, "nasbench201").name == "a" * 100 + "--nasbench201.json"
+    # a stray file under a name no profile can have (saved by an older version) is not listed as one
+    (tmp_path / "box1\n--nasbench201.json").write_text("{}")
+    save_profile(_profile(), tmp_path)
+    assert saved_profiles(tmp_path) == [("box1", "nasbench201")]
 
 
 def test_unwritable_profiles_dir(tmp_path):
