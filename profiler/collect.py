@@ -22,18 +22,26 @@ from profiler.measure import MeasureConfig, machine_description, measure_archs
 
 def default_device_name() -> str:
     """A file-safe name for this machine: its host name, prefixed so it never reads as a shipped device."""
-    return "host-" + re.sub(r"[^A-Za-z0-9._-]+", "-", socket.gethostname()).strip("-")
+    # Cut to 60 characters: the name must pass the rule of device names (at most 100), and a BSD
+    # host name may be 255 long.
+    return "host-" + re.sub(r"[^A-Za-z0-9._-]+", "-", socket.gethostname()).strip("-")[:60]
 
 
 def collect_archs(space, n: int, seed: int) -> list[str]:
-    """`n` distinct random architectures (fewer where the space is smaller)."""
+    """`n` distinct random architectures (fewer where the space is smaller).
+
+    Drawing stops once 100 draws in a row find no new architecture. Each draw takes at least
+    min(n, 256): drawing only the few still missing would rarely find them in a space barely larger
+    than `n`, and would give up on a space that holds enough.
+    """
     rng = np.random.default_rng(seed)
     archs: list[str] = []
-    tries = 0
-    while len(archs) < n and tries < 100:
-        archs = list(dict.fromkeys(archs + space.random_sample(n - len(archs), rng)))
-        tries += 1
-    return archs[:n]
+    stale = 0
+    while len(archs) < n and stale < 100:
+        before = len(archs)
+        archs = list(dict.fromkeys(archs + space.random_sample(max(n - len(archs), min(n, 256)), rng)))[:n]
+        stale = stale + 1 if len(archs) == before else 0
+    return archs
 
 
 def collect_table(space, archs: Sequence[str], device: str, config: MeasureConfig,
