@@ -299,7 +299,7 @@ def _collect(args) -> int:
 
     from profiler.collect import collect_archs, collect_table, default_device_name, write_table
     from profiler.measure import LOCAL_DEVICES, MeasurementError
-    from profiler.profiles import name_problem
+    from search_spaces.base import name_problem
 
     space = _space(args.space)
     config = _measure_config(args)

@@ -23,23 +23,11 @@ from typing import Sequence
 from profiler.counters import DEFAULT_EVENTS, derived_metrics, read_counters
 from profiler.measure import (LOCAL_DEVICES, MeasureConfig, build_or_raise, busy_warning, machine_description,
                               measure_archs)
+from search_spaces.base import name_problem
 
 #: Bumped when a field changes meaning or a required one is added; older files are then refused.
 FORMAT_VERSION = 1
 ENV_VAR = "HWNAS_PROFILES_DIR"
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-#: A device's name becomes part of a file name (`<name>--<space>.json`, `<name>.csv`), which most file
-#: systems cap at 255 bytes: refused up front, not after minutes of measuring.
-MAX_NAME_LENGTH = 100
-
-
-def name_problem(name: str) -> str | None:
-    """Why `name` cannot name a device's file (a profile, a collected table); None where it can."""
-    if not _NAME.fullmatch(name or ""):
-        return "must be letters, digits, '.', '_' or '-' (and start with a letter or digit)"
-    if len(name) > MAX_NAME_LENGTH:
-        return f"is {len(name)} characters long; use at most {MAX_NAME_LENGTH}"
-    return None
 
 
 class ProfileError(Exception):

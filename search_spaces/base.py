@@ -8,11 +8,31 @@ predictor reads) and builds a PyTorch module (what the profiler measures). Nothi
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+
+
+_FILE_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: Names of spaces and devices become parts of file names (`<device>--<space>.json` profiles,
+#: `<device>.csv` tables), which most file systems cap at 255 bytes.
+MAX_NAME_LENGTH = 100
+
+
+def name_problem(name) -> str | None:
+    """Why `name` cannot be part of a file name (a space's or a device's), or None where it can.
+
+    Refused up front, not when a file is written after minutes of measuring: a '/' or '..' would
+    write elsewhere, a leading '.' a hidden file, a trailing newline a name no one can type.
+    """
+    if not (isinstance(name, str) and _FILE_SAFE.fullmatch(name)):
+        return "must be letters, digits, '.', '_' or '-' (and start with a letter or digit)"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"is {len(name)} characters long; use at most {MAX_NAME_LENGTH}"
+    return None
 
 
 class SearchSpace(ABC):

@@ -7,12 +7,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import re
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from search_spaces.base import SearchSpace
+from search_spaces.base import SearchSpace, name_problem
 
 ENTRY_POINT_GROUP = "hwnas.search_spaces"
 
@@ -78,11 +77,15 @@ def _check(cls, spec: str) -> type:
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(cls.__abstractmethods__))
         raise ValueError(f"{spec!r} does not implement the SearchSpace method(s): {missing}")
-    # The name is part of file names (profiles, tables' cache keys): a '/' would write into a subfolder.
-    if not (isinstance(cls.name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", cls.name)):
-        raise ValueError(f"{spec!r} has name {cls.name!r}: a space's name is part of file names, so use up to 100 "
-                         "letters, digits, '.', '_' and '-', starting with a letter or digit")
     return cls
+
+
+def _check_name(space: SearchSpace, spec: str) -> None:
+    """The space's name is part of profile file names, `<device>--<space>.json`: a '/' wrote into a
+    subfolder, and a '--' would be split at the wrong place when the folder is listed."""
+    problem = name_problem(space.name) or ("must not hold '--'" if "--" in space.name else None)
+    if problem:
+        raise ValueError(f"{spec!r} has name {space.name!r}, which {problem}: a space's name is part of file names")
 
 
 def get_space(name: str, dataset: str | None = None) -> SearchSpace:
@@ -112,5 +115,6 @@ def get_space(name: str, dataset: str | None = None) -> SearchSpace:
     except TypeError as exc:
         raise ValueError(f"cannot construct {name}: {exc}") from None
     space._spec = name
+    _check_name(space, name)
     space.check()
     return space

@@ -25,6 +25,11 @@ def run_cli(*args):
                           timeout=300, cwd=ROOT)
 
 
+def test_a_space_named_by_a_property_loads():
+    # the name check read the class attribute, a property object, and refused it
+    assert get_space(f"{BROKEN}:NamedByProperty").name == "named_by_property"
+
+
 def test_a_space_loads_from_a_file_path():
     space = get_space(EXAMPLE)
     assert isinstance(space, SearchSpace) and space.name == "chain_cnn"
@@ -89,7 +94,9 @@ def _table(tmp_path, archs, devices=("a", "b", "c")) -> Path:
     (f"{BROKEN}:Missing", "has no class 'Missing'"),
     (f"{BROKEN}:NotASpace", "is not a SearchSpace subclass"),
     (f"{BROKEN}:Incomplete", "does not implement the SearchSpace method(s)"),
-    (f"{BROKEN}:SlashedName", "has name 'has space/slash': a space's name is part of file names"),
+    (f"{BROKEN}:SlashedName", "has name 'has space/slash', which must be letters, digits, '.', '_' or '-' (and "
+                              "start with a letter or digit): a space's name is part of file names"),
+    (f"{BROKEN}:NamedInInit", "has name 'my--space', which must not hold '--': a space's name is part of file names"),
     # each of these ran into a traceback in the predictor or pymoo, or (off by one) ran on wrong features
     (f"{BROKEN}:EncodeOffByOne", "decodes genome [0, 0, 0] as '0-0-0', which its own encode does not take back: "
                                  "search space 'off_by_one' encodes '0-0-0' as [-1, -1, -1], not a genome"),

@@ -147,3 +147,18 @@ class ShipsNoDataFrame(FailsForward):
 
     def latency_table(self):
         return "tables/"
+
+
+class NamedInInit(FailsForward):
+    """Sets its name per instance; a '--' would be split at the wrong place in profile file names."""
+
+    def __init__(self, dataset=None):
+        self.name = "my--space"
+
+
+class NamedByProperty(FailsForward):
+    """A name given by a property is as good as a class attribute."""
+
+    @property
+    def name(self):
+        return "named_by_property"
