@@ -78,9 +78,10 @@ def _accuracy(space: SearchSpace, archs, dataset):
     try:
         return space.accuracy(archs, dataset)
     except ValueError as exc:
-        raise UsageError(f"accuracy of search space {space.name!r} failed on {len(archs)} architecture(s)"
-                         + (f", e.g. {archs[0]!r}" if len(archs) else " (the first call, which asks whether it has "
-                                                                     "an accuracy at all)") + f": {exc}") from None
+        raise UsageError(f"accuracy of search space {space.name!r} failed on "
+                         + (f"a batch of {len(archs)} architecture(s) starting {archs[0]!r}" if len(archs) else
+                            "no architectures (the first call, which asks whether it has an accuracy at all)")
+                         + f": {exc}") from None
 
 
 def has_accuracy_table(space: SearchSpace) -> bool:

@@ -90,7 +90,8 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
         if missing:
             raise UsageError(
                 f"target {truth.name!r} lacks {len(missing)} of the {len(which)} reference architectures the "
-                f"{_label(column, k)} column adapts from: its table must hold them all ({', '.join(missing)}). To "
+                f"{_label(column, k)} column adapts from: its table must hold them all ({', '.join(missing[:10])}"
+                f"{f' and {len(missing) - 10} more' if len(missing) > 10 else ''}). To "
                 f"score this machine, python -m profiler benchmark measures them along with the test architectures")
         return {a: float(truth[a]) for a in which}
 
@@ -307,12 +308,17 @@ def plot_predictions(result: dict, path: Path) -> None:
     tmp.replace(path)
 
 
-def device_list(text: str) -> list[str]:
-    """argparse type of a comma-separated --devices: the names, repeats dropped; none is an error."""
-    names = list(dict.fromkeys(d.strip() for d in text.split(",") if d.strip()))
-    if not names:
-        raise argparse.ArgumentTypeError("names no device")
-    return names
+def name_list(kind: str):
+    """An argparse type of comma-separated `kind` names: the names, repeats dropped; none is an error."""
+    def parse(text: str) -> list[str]:
+        names = list(dict.fromkeys(d.strip() for d in text.split(",") if d.strip()))
+        if not names:
+            raise argparse.ArgumentTypeError(f"names no {kind}")
+        return names
+    return parse
+
+
+device_list = name_list("device")
 
 
 def check_output_folder(path: Path | None) -> None:

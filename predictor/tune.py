@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from predictor.benchmark import UsageError, check_output_folder, device_list, shipped_space_and_table, write_json
+from predictor.benchmark import (UsageError, check_output_folder, device_list, name_list, shipped_space_and_table,
+                                 write_json)
 from predictor.maple import MapleConfig
 
 #: Fields searched, with Ray Tune domains built lazily (Ray is imported only when the sweep runs).
@@ -182,19 +183,11 @@ def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers
     return sorted(rows, key=lambda r: -r["objective"])
 
 
-def space_list(text: str) -> str:
-    """argparse type of a comma-separated --space: the names, blanks dropped; none is an error (every
-    trial used to start, in Ray, and fail)."""
-    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    if not names:
-        raise argparse.ArgumentTypeError("names no space")
-    return ",".join(names)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m predictor.tune", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--space", type=space_list, default="nasbench201,fbnet",
+    # A list that names no space is refused here: every trial used to start, in Ray, and fail.
+    p.add_argument("--space", type=lambda text: ",".join(name_list("space")(text)), default="nasbench201,fbnet",
                    help="space(s) whose meta-valid devices are the targets, comma-separated; one configuration "
                         "is chosen for all of them (default: nasbench201,fbnet)")
     p.add_argument("--num-samples", type=int, default=24, help="configurations tried (default: 24)")

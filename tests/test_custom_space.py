@@ -30,6 +30,12 @@ def test_a_space_named_by_a_property_loads():
     assert get_space(f"{BROKEN}:NamedByProperty").name == "named_by_property"
 
 
+def test_a_space_whose_encode_canonicalises_to_booleans_loads():
+    # the load-time check must not ask more than the README does: encode need not invert decode
+    space = get_space(f"{BROKEN}:SortsItsGenome")
+    assert space.encode_within_choices("1-0-1").tolist() == [False, True, True]
+
+
 def test_a_space_loads_from_a_file_path():
     space = get_space(EXAMPLE)
     assert isinstance(space, SearchSpace) and space.name == "chain_cnn"
@@ -195,6 +201,8 @@ def test_tables_the_space_cannot_parse_are_refused(tmp_path):
 
 
 def test_a_genome_the_space_rejects_stops_the_search_cleanly(tmp_path):
+    # RejectsGenomes cannot decode the genomes that use choice 2. Since the space is checked when it
+    # loads (the all-last genome is one it tries), the search stops there, before NSGA-II draws any.
     archs = ["-".join(map(str, g)) for g in itertools.product([0, 1], repeat=3)]
     table = _table(tmp_path, archs)
     r = run_cli("--space", f"{BROKEN}:RejectsGenomes", "--tables", str(table), "--device", "a",
@@ -210,8 +218,8 @@ def test_a_genome_the_space_rejects_stops_the_search_cleanly(tmp_path):
     ("ShortAccuracy", r"error: accuracy returned shape \((\d+),\) for \d+ architectures: one number per "
                       r"architecture is needed"),
     # a ValueError of the user's accuracy() was a traceback
-    ("AccuracyRaises", r"error: accuracy of search space 'accuracy_raises' failed on \d+ architecture\(s\), e\.g\. "
-                       r"'[01]-[01]-[01]': 1-[01]-[01] is not in my accuracy table"),
+    ("AccuracyRaises", r"error: accuracy of search space 'accuracy_raises' failed on a batch of \d+ architecture\(s\) "
+                       r"starting '[01]-[01]-[01]': 1-[01]-[01] is not in my accuracy table"),
 ])
 def test_an_accuracy_that_is_not_one_number_per_candidate_stops_the_search(tmp_path, space, expected):
     import re
@@ -284,7 +292,8 @@ def test_throughput_of_a_space_whose_modules_fail_stops_in_one_line(tmp_path):
 
 @pytest.mark.parametrize("command", ["collect", "benchmark"])
 def test_a_genome_the_space_rejects_stops_the_profiler_cleanly(tmp_path, command):
-    # Both draw random genomes within n_choices, which RejectsGenomes then refuses to decode.
+    # Both would draw random genomes within n_choices that RejectsGenomes refuses to decode; the check
+    # when the space loads finds one first, before any folder is made or anything measured.
     archs = ["-".join(map(str, g)) for g in itertools.product([0, 1], repeat=3)]
     extra = (["--out", str(tmp_path / "out" / "tables")] if command == "collect" else
              ["--tables", str(_table(tmp_path, archs)), "--json", str(tmp_path / "out" / "b.json")])
@@ -294,7 +303,7 @@ def test_a_genome_the_space_rejects_stops_the_profiler_cleanly(tmp_path, command
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith("error: search space 'rejects' rejected genome [")
     assert "within its own n_choices: choice 2 is not implemented" in r.stderr
-    assert not (tmp_path / "out").exists(), "the folders it made to write into are removed again"
+    assert not (tmp_path / "out").exists(), "nothing is left behind"
 
 
 @pytest.mark.slow

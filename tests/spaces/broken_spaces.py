@@ -162,3 +162,12 @@ class NamedByProperty(FailsForward):
     @property
     def name(self):
         return "named_by_property"
+
+
+class SortsItsGenome(FailsForward):
+    """Interchangeable positions: encode canonicalises to a sorted genome of booleans. Legitimate."""
+
+    name = "sorts_its_genome"
+
+    def encode(self, arch):
+        return np.sort(super().encode(arch)).astype(bool)
