@@ -13,35 +13,32 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(autouse=True, scope="session")
-def fresh_cache(tmp_path_factory):
-    """Fits cache their slow parts under $HWNAS_CACHE_DIR: a new folder per test run (child processes
-    included), so that no test reads an entry that older code wrote."""
+def _new_folder_in(variable: str, folder):
+    """Point the environment `variable` at `folder` for the test run (child processes included), then restore it."""
     import os
 
-    old = os.environ.get("HWNAS_CACHE_DIR")
-    os.environ["HWNAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("hwnas-cache"))
+    old = os.environ.get(variable)
+    os.environ[variable] = str(folder)
     yield
     if old is None:
-        os.environ.pop("HWNAS_CACHE_DIR", None)
+        os.environ.pop(variable, None)
     else:
-        os.environ["HWNAS_CACHE_DIR"] = old
+        os.environ[variable] = old
+
+
+@pytest.fixture(autouse=True, scope="session")
+def fresh_cache(tmp_path_factory):
+    """Fits cache their slow parts under $HWNAS_CACHE_DIR: a new folder per test run, so that no test
+    reads an entry that older code wrote."""
+    yield from _new_folder_in("HWNAS_CACHE_DIR", tmp_path_factory.mktemp("hwnas-cache"))
 
 
 @pytest.fixture(autouse=True, scope="session")
 def own_profiles_dir(tmp_path_factory):
-    """Device profiles under $HWNAS_PROFILES_DIR: a new, empty folder per test run (child processes
-    included), so that no test reads the user's own profiles or leaves one there. A stray profile
-    there once made tests fail that list the known devices."""
-    import os
-
-    old = os.environ.get("HWNAS_PROFILES_DIR")
-    os.environ["HWNAS_PROFILES_DIR"] = str(tmp_path_factory.mktemp("hwnas-profiles"))
-    yield
-    if old is None:
-        os.environ.pop("HWNAS_PROFILES_DIR", None)
-    else:
-        os.environ["HWNAS_PROFILES_DIR"] = old
+    """Device profiles under $HWNAS_PROFILES_DIR: a new, empty folder per test run, so that no test
+    reads the user's own profiles or leaves one there. A stray profile there once made tests fail
+    that list the known devices."""
+    yield from _new_folder_in("HWNAS_PROFILES_DIR", tmp_path_factory.mktemp("hwnas-profiles"))
 
 
 @pytest.fixture(params=[0o022, 0o027], ids=["umask022", "umask027"])
