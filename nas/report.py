@@ -29,6 +29,9 @@ class OutputDir:
         self.parent = Path(parent)
         # The folders this run creates, deepest first: a failed run removes them again if empty.
         self._created = [p for p in [self.parent, *self.parent.parents] if not p.exists()]
+        if self.parent.exists() and not self.parent.is_dir():  # mkdir would say only "File exists"
+            raise UsageError(f"cannot write results under {self.parent}: it is a file, not a folder; give --out a "
+                             "folder")
         try:
             self.parent.mkdir(parents=True, exist_ok=True)
             # os.mkdir, not tempfile.mkdtemp: mkdtemp makes the folder private (0700), and the results

@@ -77,6 +77,15 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, args, expecte
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_an_out_that_is_a_file_is_named_as_one(tmp_path, capsys):
+    # mkdir's "File exists" did not say what was wrong
+    (tmp_path / "afile").write_text("keep")
+    assert main(["--out", str(tmp_path / "afile"), "--no-progress"]) == 2
+    assert capsys.readouterr().err == f"error: cannot write results under {tmp_path / 'afile'}: it is a file, not a " \
+                                      "folder; give --out a folder\n"
+    assert (tmp_path / "afile").read_text() == "keep"
+
+
 def test_ctrl_c_stops_with_one_line_exit_130_and_leaves_nothing(tmp_path):
     out = tmp_path / "results"
     # SIGINT back to its default in the child: a shell that starts a job in the background (as CI
