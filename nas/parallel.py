@@ -114,8 +114,9 @@ def check_cluster_address(address: str) -> None:
     if address == "auto":
         return  # Ray finds the cluster itself, and says at once when there is none
     host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not (sep and port.isdigit()):
-        raise UsageError(f"--ray-address {address!r} is not HOST:PORT (e.g. 10.0.0.1:6379) or 'auto'")
+    if not (sep and port.isdigit() and 1 <= int(port) <= 65535):  # a port past 65535 was offered to `ray start`
+        raise UsageError(f"--ray-address {address!r} is not HOST:PORT (e.g. 10.0.0.1:6379, a port from 1 to "
+                         "65535) or 'auto'")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
     except socket.gaierror as exc:
