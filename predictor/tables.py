@@ -95,7 +95,8 @@ def _refuse_conflicting_repeats(df: pd.DataFrame) -> None:
 
 
 def read_latency_files(paths) -> pd.DataFrame:
-    """Long latency table (device, arch_str, latency_ms) from parquet/CSV files or folders of them.
+    """Long latency table (device, arch_str, latency_ms, and the file each row came from) from
+    parquet/CSV files or folders of them.
 
     Files measured on several machines merge by concatenation. Raises ValueError with the path when
     a file is missing, unreadable or lacks a column.
@@ -122,7 +123,7 @@ def read_latency_files(paths) -> pd.DataFrame:
                                    dtype={"device": str, "arch_str": str}))
         except Exception as exc:  # pandas raises many types for a bad file
             raise ValueError(f"cannot read latency table {f}: {exc}") from None
-        frames.append(_checked_rows(df, f))
+        frames.append(_checked_rows(df, f).assign(file=str(f)))  # where a row came from, for messages
     return pd.concat(frames, ignore_index=True)
 
 
@@ -182,6 +183,10 @@ def load_tables(space, paths=()) -> LatencyTable:
             bad.append((arch, exc))
     if bad:
         arch, why = bad[0]
-        raise ValueError(f"{len(bad)} architecture string(s) in the tables are not in space {space.name!r}, "
+        where = ""
+        if "file" in long.columns:  # e.g. a folder that also holds another space's tables
+            files = sorted(long.loc[long["arch_str"].isin([a for a, _ in bad]), "file"].unique())
+            where = f", in {', '.join(files[:3])}{f' and {len(files) - 3} more' if len(files) > 3 else ''}"
+        raise ValueError(f"{len(bad)} architecture string(s) in the tables are not in space {space.name!r}{where}, "
                          f"e.g. {arch!r} ({why})")
     return LatencyTable.from_long(long)

@@ -175,8 +175,8 @@ def test_tables_with_choices_beyond_the_spaces_n_choices_are_refused(tmp_path):
     r = run_cli("--space", f"{BROKEN}:FailsForward", "--tables", str(_table(tmp_path, ["0-0-0", "0-1-0", "2-0-1"])),
                 "--device", "a", "--out", str(tmp_path / "r"), "--no-progress")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    assert r.stderr == ("error: 1 architecture string(s) in the tables are not in space 'fails_forward', e.g. "
-                        "'2-0-1' (search space 'fails_forward' encodes '2-0-1' as [2, 0, 1], not a genome of "
+    assert r.stderr == (f"error: 1 architecture string(s) in the tables are not in space 'fails_forward', in "
+                        f"{tmp_path / 't.csv'}, e.g. '2-0-1' (search space 'fails_forward' encodes '2-0-1' as [2, 0, 1], not a genome of "
                         "integers within its own n_choices [2, 2, 2])\n")
 
 
@@ -193,11 +193,14 @@ def test_a_spaces_own_latency_table_is_checked_like_a_given_one(tmp_path, space,
     assert r.stderr == expected + "\n"
 
 
-def test_tables_the_space_cannot_parse_are_refused(tmp_path):
+def test_tables_the_space_cannot_parse_are_refused_naming_their_file(tmp_path):
+    # e.g. a folder of tables that also holds another space's, collected into it by mistake
     table = _table(tmp_path, ["not-an-arch", "conv3x3/32-skip/16-dwsep3x3/48-conv5x5/16"])
-    r = run_cli("--space", EXAMPLE, "--tables", str(table), "--out", str(tmp_path / "r"), "--no-progress")
+    good = pd.read_csv(table)
+    good[good["arch_str"] != "not-an-arch"].to_csv(tmp_path / "good.csv", index=False)
+    r = run_cli("--space", EXAMPLE, "--tables", str(tmp_path), "--out", str(tmp_path / "r"), "--no-progress")
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "not in space 'chain_cnn'" in r.stderr
+    assert f"not in space 'chain_cnn', in {table}, e.g. 'not-an-arch'" in r.stderr
 
 
 def test_a_genome_the_space_rejects_stops_the_search_cleanly(tmp_path):

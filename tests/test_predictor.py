@@ -488,8 +488,8 @@ def test_benchmark_table_checks_every_architecture_against_the_space(space, tmp_
     long.to_csv(tmp_path / "t.csv", index=False)
     assert main(["--table", str(tmp_path / "t.csv"), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert err == ("error: 1 architecture string(s) in the tables are not in space 'nasbench201', e.g. '|bogus~0|' "
-                   "(not a NAS-Bench-201 architecture string: '|bogus~0|')\n")
+    assert err == (f"error: 1 architecture string(s) in the tables are not in space 'nasbench201', in "
+                   f"{tmp_path / 't.csv'}, e.g. '|bogus~0|' (not a NAS-Bench-201 architecture string: '|bogus~0|')\n")
 
 
 def test_affine_baseline_finds_an_affine_copy_and_floors_negative_extrapolation(tables):
