@@ -336,7 +336,14 @@ def _collect(args) -> int:
           f"range {lat.min():.3f}-{lat.max():.3f} ms")
     # Re-collecting a device replaces its table: say so, since the earlier measurements are gone.
     print(f"wrote {path}{replaced}")
-    devices = sorted(p.stem for p in out.glob("*.csv"))
+    # Read back as a search's --tables will read the folder: counting its files named any CSV a device.
+    from predictor.tables import read_latency_files
+
+    try:
+        devices = sorted(read_latency_files([out])["device"].unique())
+    except ValueError as exc:
+        print(f"warning: a search with --tables {out} will stop: {exc}", file=sys.stderr)
+        return 0
     print(f"{out} now holds {len(devices)} device(s): {', '.join(devices)}"
           + ("" if len(devices) > 1 else " (the predictor needs at least 2: collect again on another machine "
                                          "or with another --batch-size)"))

@@ -534,6 +534,22 @@ def test_cli_collect_says_when_it_replaces_a_devices_table(tmp_path):
     assert second.returncode == 0 and f"wrote {out / 'box.csv'}, replacing the 2 measurement(s) it held" in second.stdout
 
 
+def test_cli_collect_reads_the_folder_back_as_a_search_will(tmp_path):
+    # any CSV in the folder was counted as a device: "now holds 2 device(s): box, notes"
+    out = tmp_path / "tables"
+    out.mkdir()
+    (out / "notes.csv").write_text("what,when\nrun,today\n")
+    proc = _cli("collect", "--n", "2", "--runs", "2", "--warmup", "0", "--quiet", "--device-name", "box",
+                "--out", str(out))
+    assert proc.returncode == 0 and "now holds" not in proc.stdout
+    assert proc.stderr == (f"warning: a search with --tables {out} will stop: latency table {out / 'notes.csv'} lacks "
+                           "column(s) arch_str, device, latency_ms\n")
+    (out / "notes.csv").unlink()
+    proc = _cli("collect", "--n", "2", "--runs", "2", "--warmup", "0", "--quiet", "--device-name", "box.2",
+                "--out", str(out))
+    assert f"{out} now holds 2 device(s): box, box.2\n" in proc.stdout
+
+
 def test_cli_collect_replaces_a_devices_file_that_is_not_text(tmp_path):
     # counting the old file's rows as UTF-8 text crashed after measuring, and the new table was lost
     out = tmp_path / "tables"
