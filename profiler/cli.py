@@ -242,6 +242,9 @@ def _profile(args) -> int:
             if space.ignores_input([arch])[0]:
                 raise UsageError(f"--arch {arch}: its output does not depend on its input, so a compiler may fold "
                                  f"it away and its latency says nothing of its ops' costs; give another")
+        # A search asks a profile for the predictor's references, and says it lacks them only then.
+        warnings.warn(f"--arch: a search for --device {args.name} asks the profile for the predictor's reference "
+                      "architectures, and these may not be they; leave out --arch to measure those", UserWarning)
     else:
         archs = _reference_archs(space, args.samples, table, args.name, progress=not args.quiet)
     if args.counters == "required":

@@ -369,6 +369,8 @@ def test_cli_profile_writes_a_loadable_profile(tmp_path):
                 "--counters", "off", "--profiles-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert str(tmp_path / "box--nasbench201.json") in proc.stdout
+    # a search asks for the references, not TINY: the profile was saved without a word about that
+    assert "warning: --arch: a search for --device box asks the profile for the predictor's reference" in proc.stderr
     p = load_profile("box", "nasbench201", tmp_path)
     assert list(p.samples) == [TINY] and p.counters_reason == "counters not requested"
     assert "replacing" not in proc.stdout
