@@ -73,7 +73,8 @@ def speedup(args) -> dict:
         "unique_measured_measure_all": len(evaluated), "unique_evaluated_predictor": len(with_predictor.evaluated),
         "measured_on_target_predictor": len(with_predictor.samples),
         "predictor_timings_s": with_predictor.timings_s,
-        "hv_predictor_front": hv_pred, "hv_measured_front": hv_meas, "hv_ratio": hv_pred / hv_meas if hv_meas > 0 else None,
+        "hv_predictor_front": hv_pred, "hv_measured_front": hv_meas,
+        "hv_ratio": hv_pred / hv_meas if hv_meas > 0 else None,
         "hv_normalisation": "error fraction, latency / max measured latency over both fronts, reference (1, 1)",
     }
 

@@ -325,13 +325,13 @@ def _collect(args) -> int:
         table = collect_table(space, archs, device, config, progress=not args.quiet)
     except MeasurementError as exc:
         raise UsageError(str(exc)) from None
+    from predictor.tables import read_latency_files
+
     earlier, replaced = out / f"{device}.csv", ""
     if earlier.is_file():
-        import pandas as pd
-
         try:
-            replaced = f", replacing the {len(pd.read_csv(earlier))} measurement(s) it held"
-        except (ValueError, OSError):  # not a table (pandas' parse errors are ValueErrors): replace it all the same
+            replaced = f", replacing the {len(read_latency_files([earlier]))} measurement(s) it held"
+        except ValueError:  # not a latency table: replace it all the same
             replaced = ", replacing a file that is not a readable table"
     path = write_table(table, out)
     lat = table["latency_ms"]
@@ -340,8 +340,6 @@ def _collect(args) -> int:
     # Re-collecting a device replaces its table: say so, since the earlier measurements are gone.
     print(f"wrote {path}{replaced}")
     # Read back as a search's --tables will read the folder: counting its files named any CSV a device.
-    from predictor.tables import read_latency_files
-
     try:
         devices = sorted(read_latency_files([out])["device"].unique())
     except ValueError as exc:
