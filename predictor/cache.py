@@ -19,7 +19,8 @@ import torch
 def default_cache_dir() -> Path:
     """``$HWNAS_CACHE_DIR`` if set, else ``~/.cache/hwnas`` (read at call time, not import time)."""
     env = os.environ.get("HWNAS_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "hwnas"
+    # os.path, not Path.expanduser: an unknown ~user stays literal instead of raising RuntimeError
+    return Path(os.path.expanduser(env)) if env else Path.home() / ".cache" / "hwnas"
 
 
 def fingerprint(header: str, fields: dict, table, features: np.ndarray) -> str:

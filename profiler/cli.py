@@ -151,7 +151,7 @@ def _folders_not_there_yet(args) -> list:
         folder = Path(args.json).parent
     else:
         return []
-    folder = Path(folder).expanduser().resolve()
+    folder = Path(folder).resolve()
     return [p for p in [folder, *folder.parents] if not p.exists()]
 
 
@@ -379,9 +379,9 @@ def _check_writable_file(path: str) -> None:
     import tempfile
     from pathlib import Path
 
-    if Path(path).expanduser().is_dir():
+    if Path(path).is_dir():
         raise UsageError(f"cannot write {path}: it is a folder; give a file name")
-    parent = Path(path).expanduser().resolve().parent
+    parent = Path(path).resolve().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=parent, prefix=".write-check-"):

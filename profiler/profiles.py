@@ -71,7 +71,8 @@ _REQUIRED = ("name", "space", "machine", "torch_version", "threads", "batch_size
 def profiles_dir() -> Path:
     """Where profiles are saved: ``$HWNAS_PROFILES_DIR``, else ``~/.local/share/hwnas/profiles``."""
     env = os.environ.get(ENV_VAR)
-    return Path(env).expanduser() if env else Path.home() / ".local" / "share" / "hwnas" / "profiles"
+    # os.path, not Path.expanduser: an unknown ~user stays literal instead of raising RuntimeError
+    return Path(os.path.expanduser(env)) if env else Path.home() / ".local" / "share" / "hwnas" / "profiles"
 
 
 def profile_path(name: str, space: str, directory: Path | str | None = None) -> Path:

@@ -245,6 +245,9 @@ def test_profiles_dir_from_environment(monkeypatch, tmp_path):
     assert profiles_dir() == tmp_path
     monkeypatch.delenv("HWNAS_PROFILES_DIR")
     assert profiles_dir() == Path.home() / ".local" / "share" / "hwnas" / "profiles"
+    # Path.expanduser raised RuntimeError ("Could not determine home directory") on an unknown user
+    monkeypatch.setenv("HWNAS_PROFILES_DIR", "~no_such_user_hwnas/p")
+    assert profiles_dir() == Path("~no_such_user_hwnas/p")
 
 
 def test_name_matches_machine():
@@ -269,9 +272,10 @@ def test_profile_machine_measures_records_and_warns(space):
 
 # --- CLI ---------------------------------------------------------------------------------------
 
-def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "profiler", *args], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=300)
+def _cli(*args, env=None, cwd=REPO):
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}  # this checkout, from any cwd
+    return subprocess.run([sys.executable, "-m", "profiler", *args], cwd=cwd, capture_output=True, text=True,
+                          env=env, timeout=300)
 
 
 def test_cli_unknown_space_exits_2_without_traceback():
@@ -307,6 +311,14 @@ def test_cli_collect_refuses_the_device_names_profiles_refuse(tmp_path, name):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"error: --device-name {name!r} ") and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "t").exists()
+
+
+def test_cli_profile_takes_a_profiles_dir_naming_an_unknown_user_literally(tmp_path):
+    # the shell leaves ~nosuchuser alone; the CLI expanded it again and ended in a RuntimeError traceback
+    proc = _cli("profile", "--name", "box", "--profiles-dir", "~no_such_user_hwnas/p", "--arch", TINY, "--quiet",
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "~no_such_user_hwnas" / "p" / "box--nasbench201.json").is_file()
 
 
 def test_cli_profile_checks_where_it_will_save_before_anything_slow(tmp_path):
