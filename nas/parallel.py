@@ -158,6 +158,8 @@ def _ship_user_modules_by_value(objects) -> None:
         module = sys.modules.get(getattr(obj if callable(obj) else type(obj), "__module__", "") or "")
         if module is not None and getattr(module, "__hwnas_user_file__", None):
             cloudpickle.register_pickle_by_value(module)
+            for name in getattr(module, "__hwnas_helpers__", ()):  # the modules it imported from beside it
+                cloudpickle.register_pickle_by_value(sys.modules[name])
 
 
 def make_runner(config: ParallelConfig | None, expensive: bool):

@@ -45,12 +45,26 @@ def _load_file(path: Path):
     module.__hwnas_user_file__ = str(path)
     # Registered before exec so that pickling (e.g. to Ray workers) can find the module by name.
     sys.modules[module_name] = module
+    # As `python file.py` would, put the file's folder on the path, so that a space spread over
+    # several files can import the modules beside it; it stays there for imports made later.
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    before = set(sys.modules)
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[module_name]
         raise ValueError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
+    # Those modules are no more importable by a worker than the file is: shipped by value with it.
+    module.__hwnas_helpers__ = [name for name in set(sys.modules) - before
+                                if _lies_in(sys.modules[name], folder)]
     return module
+
+
+def _lies_in(module, folder: str) -> bool:
+    file = getattr(module, "__file__", None)
+    return bool(file) and str(Path(file).resolve().parent) == folder
 
 
 def _load_class(spec: str) -> type:

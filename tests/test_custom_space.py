@@ -282,6 +282,19 @@ def test_a_module_that_fails_its_forward_pass_stops_the_search_in_one_line(tmp_p
     assert not (tmp_path / "r").exists()
 
 
+def test_a_space_imports_the_modules_beside_its_file_in_the_driver_and_in_ray_workers(tmp_path):
+    # Loading failed with "No module named 'tiny_blocks'" unless run from the space's folder; with
+    # that fixed, the Ray workers scoring the proxy still could not import it.
+    archs = ["-".join(map(str, g)) for g in itertools.product([0, 1], repeat=3)]
+    space = f"{ROOT / 'tests' / 'spaces' / 'beside' / 'space_with_helper.py'}:WithHelper"
+    r = run_cli("--space", space, "--tables", str(_table(tmp_path, archs)), "--device", "a", "--pop-size", "8",
+                "--generations", "2", "--workers", "1", "--out", str(tmp_path / "r"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    (run,) = (tmp_path / "r").iterdir()
+    front = pd.read_csv(run / "pareto.csv")
+    assert len(front) > 0 and front["proxy_score"].notna().all()
+
+
 def test_throughput_of_a_space_whose_modules_fail_stops_in_one_line(tmp_path):
     # It printed a rate of failed proxy scores per second and exited 0.
     r = subprocess.run([sys.executable, "-m", "nas.benchmark", "throughput", "--space", f"{BROKEN}:FailsForward",
