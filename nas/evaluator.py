@@ -48,7 +48,10 @@ def _checked(objective: Objective, archs: list[str]) -> np.ndarray:
     returns too few values or a NaN would otherwise fail inside pymoo, or write NaN results."""
     raw = objective.fn(archs)
     try:
-        values = np.asarray(raw, dtype=float)
+        values = np.asarray(raw)
+        if values.dtype.kind == "c":  # converting would keep the real part, with only a warning
+            raise TypeError("complex numbers cannot be ranked")
+        values = values.astype(float)
     except (TypeError, ValueError) as exc:  # e.g. None, strings or ragged lists for numbers
         raise UsageError(f"{objective.name} of {len(archs)} architectures is not an array of numbers: {exc}") from None
     if values.shape != (len(archs),):

@@ -220,6 +220,8 @@ def test_a_genome_the_space_rejects_stops_the_search_cleanly(tmp_path):
                     r"candidate needs a number"),
     ("ShortAccuracy", r"error: accuracy returned shape \((\d+),\) for \d+ architectures: one number per "
                       r"architecture is needed"),
+    ("ComplexAccuracy", r"error: accuracy of \d+ architectures is not an array of numbers: complex numbers "
+                        r"cannot be ranked"),
     # a ValueError of the user's accuracy() was a traceback
     ("AccuracyRaises", r"error: accuracy of search space 'accuracy_raises' failed on a batch of \d+ architecture\(s\) "
                        r"starting '[01]-[01]-[01]': 1-[01]-[01] is not in my accuracy table"),

@@ -79,6 +79,15 @@ class ShortAccuracy(FailsForward):
         return np.full(max(len(archs) - 1, 0), 50.0)
 
 
+class ComplexAccuracy(FailsForward):
+    """accuracy() of complex numbers: converted to float, they lost their imaginary part with a warning."""
+
+    name = "complex_accuracy"
+
+    def accuracy(self, archs, dataset=None):
+        return np.full(len(archs), 50.0 + 1j)
+
+
 class SlashedName(FailsForward):
     """A name that cannot be part of a file name: its profiles went into a subfolder."""
 
