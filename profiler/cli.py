@@ -321,6 +321,9 @@ def _collect(args) -> int:
         archs = collect_archs(space, args.n, args.seed)
     except ValueError as exc:  # a user space whose decode refuses its own genomes
         raise UsageError(str(exc)) from None
+    if len(archs) < args.n:  # said before measuring: the user may have meant another space
+        print(f"note: random draws found only {len(archs)} distinct {space.name} architectures (the space seems to "
+              f"hold no more): measuring all of them, not --n {args.n}", file=sys.stderr)
     try:
         table = collect_table(space, archs, device, config, progress=not args.quiet)
     except MeasurementError as exc:

@@ -548,6 +548,17 @@ def test_cli_collect_says_when_it_replaces_a_devices_table(tmp_path):
     assert second.returncode == 0 and f"wrote {out / 'box.csv'}, replacing the 2 measurement(s) it held" in second.stdout
 
 
+def test_cli_collect_says_when_the_space_holds_fewer_archs_than_asked(tmp_path):
+    # it measured the whole 8-arch space for --n 20 and wrote 8 rows without a word
+    space = f"{REPO / 'tests' / 'spaces' / 'beside' / 'space_with_helper.py'}:WithHelper"
+    proc = _cli("collect", "--space", space, "--n", "20", "--runs", "2", "--warmup", "0", "--quiet",
+                "--device-name", "box", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ("note: random draws found only 8 distinct with_helper architectures (the space seems to "
+                           "hold no more): measuring all of them, not --n 20\n")
+    assert len(pd.read_csv(tmp_path / "box.csv")) == 8
+
+
 def test_cli_collect_reads_the_folder_back_as_a_search_will(tmp_path):
     # any CSV in the folder was counted as a device: "now holds 2 device(s): box, notes"
     out = tmp_path / "tables"
