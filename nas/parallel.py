@@ -109,10 +109,13 @@ class RayRunner(InlineRunner):
 
 
 def check_cluster_address(address: str) -> None:
-    """Raise UsageError unless `address` is "auto" or a HOST:PORT where something listens: ray.init
-    would retry a silent address for minutes, a plain TCP connect says so in seconds."""
+    """Raise UsageError unless `address` is a HOST:PORT where something listens, or "auto" and a cluster
+    can be found: ray.init would retry a silent address for minutes, a plain TCP connect says so in
+    seconds."""
     if address == "auto":
-        return  # Ray finds the cluster itself, and says at once when there is none
+        address = _auto_address()
+        if address == "auto":
+            return  # this Ray finds clusters some other way: ray.init will say if there is none
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not (sep and port.isdigit() and 1 <= int(port) <= 65535):  # a port past 65535 was offered to `ray start`
         raise UsageError(f"--ray-address {address!r} is not HOST:PORT (e.g. 10.0.0.1:6379, a port from 1 to "
@@ -124,6 +127,21 @@ def check_cluster_address(address: str) -> None:
     except OSError as exc:
         raise UsageError(f"nothing answers at the Ray address {address!r} ({exc.strerror or exc}); "
                          f"start the cluster there first: ray start --head --port {port}") from None
+
+
+def _auto_address() -> str:
+    """The HOST:PORT that ray.init("auto") would join: RAY_ADDRESS, else the cluster `ray start` left on
+    this machine. Found before the predictor's fit, where ray.init would say there is none only after it."""
+    try:
+        from ray._private.services import get_ray_address_from_environment  # not public API: guarded
+    except ImportError:
+        return "auto"
+    try:
+        found = get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        raise UsageError("--ray-address auto: no Ray cluster runs on this machine (nor in RAY_ADDRESS); "
+                         "`ray start --head` starts one") from None
+    return found if isinstance(found, str) and found != "auto" else "auto"
 
 
 def _join_cluster(ray, address: str) -> None:

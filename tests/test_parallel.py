@@ -85,13 +85,29 @@ def test_a_cluster_address_where_nothing_listens_is_refused_at_once():
             check_cluster_address(malformed)
 
 
-def test_a_listening_cluster_address_and_auto_pass_the_check():
+def test_a_listening_cluster_address_and_auto_pass_the_check(monkeypatch):
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
         check_cluster_address(f"127.0.0.1:{server.getsockname()[1]}")
         check_cluster_address(f"ray://127.0.0.1:{server.getsockname()[1]}")
-    check_cluster_address("auto")  # Ray resolves it; nothing to check
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{server.getsockname()[1]}")  # where "auto" looks first
+        check_cluster_address("auto")
+
+
+def test_auto_without_a_cluster_is_refused_at_once(monkeypatch):
+    # "auto" passed the check, and ray.init refused it only after the predictor's fit
+    port = _closed_port()
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    with pytest.raises(UsageError, match=f"nothing answers at the Ray address '127.0.0.1:{port}'"):
+        check_cluster_address("auto")
+    monkeypatch.delenv("RAY_ADDRESS")
+    from ray._private.services import find_gcs_addresses
+
+    if find_gcs_addresses():  # "auto" joins any Ray running on this machine, even another test's
+        pytest.skip("a Ray instance runs on this machine")
+    with pytest.raises(UsageError, match="--ray-address auto: no Ray cluster runs on this machine"):
+        check_cluster_address("auto")
 
 
 @pytest.mark.slow
