@@ -144,7 +144,7 @@ def plot_front(result, path: Path, verify: pd.DataFrame | None = None) -> None:
     fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 5), squeeze=False)
     ax = axes[0, 0]
     ev, front = result.evaluated, result.front
-    ax.scatter(ev["predicted_latency_ms"], ev[q.name], s=6, c="0.8", label=f"evaluated ({len(ev)})")
+    ax.scatter(ev["predicted_latency_ms"], ev[q.name], s=6, c="0.8", label=f"evaluated ({len(ev)}), predicted latency")
     ax.step(front["predicted_latency_ms"], front[q.name], where="post", color="C0", marker="o", ms=4,
             label="found front, predicted latency")
     truth = result.target.true_latency_ms
