@@ -21,8 +21,11 @@ from predictor.metrics import error_bound_accuracy
 class OutputDir:
     """A results folder that appears under its final name only once complete.
 
-    Created as a hidden temporary folder next to the final one, so that an unwritable `--out` fails
-    before any search work and an interrupted run leaves nothing half-written.
+    Written as a hidden temporary folder next to the final one, then renamed, so that an interrupted
+    run leaves nothing half-written. Constructing it checks that the folder can be made, so that an
+    unwritable `--out` fails before any search work; the folder itself is made only by `open`, when
+    the results are written: a run killed outright (SIGKILL, or Ray ending a driver that lost its
+    cluster) runs no clean-up, and would leave it behind.
     """
 
     def __init__(self, parent: Path, name: str):
@@ -32,15 +35,21 @@ class OutputDir:
         if self.parent.exists() and not self.parent.is_dir():  # mkdir would say only "File exists"
             raise UsageError(f"cannot write results under {self.parent}: it is a file, not a folder; give --out a "
                              "folder")
+        self.tmp = self.parent / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+        self.final = self.parent / name
+        self.open()
+        self.discard()
+
+    def open(self) -> Path:
+        """Make the temporary folder and return it."""
         try:
             self.parent.mkdir(parents=True, exist_ok=True)
             # os.mkdir, not tempfile.mkdtemp: mkdtemp makes the folder private (0700), and the results
             # would stay unreadable to the user's group after the rename; mkdir follows the umask.
-            self.tmp = self.parent / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
-            self.tmp.mkdir()
+            self.tmp.mkdir(exist_ok=True)
         except OSError as exc:
             raise UsageError(f"cannot write results under {self.parent}: {exc.strerror or exc}") from None
-        self.final = self.parent / name
+        return self.tmp
 
     def commit(self) -> Path:
         final = self.final
@@ -202,9 +211,10 @@ def write_results(result, out: OutputDir, extra_summary: dict | None = None,
     if truth is not None:
         front["table_latency_ms"] = truth.reindex(front["arch_str"]).to_numpy()
         evaluated["table_latency_ms"] = truth.reindex(evaluated["arch_str"]).to_numpy()
-    front.to_csv(out.tmp / "pareto.csv", index=False)
-    evaluated.to_csv(out.tmp / "evaluated.csv", index=False)
-    plot_front(result, out.tmp / "pareto.png", verify)
+    folder = out.open()
+    front.to_csv(folder / "pareto.csv", index=False)
+    evaluated.to_csv(folder / "evaluated.csv", index=False)
+    plot_front(result, folder / "pareto.png", verify)
     cfg = result.config
     summary = {
         "device": result.target.name,
@@ -228,10 +238,10 @@ def write_results(result, out: OutputDir, extra_summary: dict | None = None,
     summary.update(speedup_estimate(result))
     if verify is not None:
         summary["verify"] = verify_metrics(verify)
-        verify.to_csv(out.tmp / "verify.csv", index=False)
+        verify.to_csv(folder / "verify.csv", index=False)
     summary.update(extra_summary or {})
     summary["wall_s"] = result.wall_s
-    (out.tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
     return out.commit(), summary
 
 

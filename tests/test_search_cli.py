@@ -12,6 +12,7 @@ import pytest
 
 from nas.benchmark import build_parser as benchmark_parser
 from nas.benchmark import main as benchmark_main
+from nas.config import UsageError
 from nas.search import build_parser, main, print_summary
 
 
@@ -157,11 +158,24 @@ def test_a_results_folder_follows_the_umask(tmp_path, umask):
     from nas.report import OutputDir
 
     out = OutputDir(tmp_path / "results", "run")
-    (out.tmp / "summary.json").write_text("{}")
+    (out.open() / "summary.json").write_text("{}")
     final = out.commit()
     assert final == tmp_path / "results" / "run" and [p.name for p in final.iterdir()] == ["summary.json"]
     assert final.stat().st_mode & 0o777 == 0o777 & ~umask
     assert [p.name for p in (tmp_path / "results").iterdir()] == ["run"]
+
+
+def test_a_results_folder_is_made_only_when_the_results_are_written(tmp_path):
+    # it was made before the search, and a driver that Ray ends outright (its cluster lost) left it behind
+    from nas.report import OutputDir
+
+    out = OutputDir(tmp_path / "results" / "deep", "run")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "results").write_text("")  # the check when constructed still finds a --out it cannot make
+    with pytest.raises(UsageError, match="cannot write results under .*deep: Not a directory"):
+        OutputDir(tmp_path / "results" / "deep", "run")
+    (tmp_path / "results").unlink()
+    assert out.open().is_dir() and out.commit() == tmp_path / "results" / "deep" / "run"
 
 
 def test_unknown_device_lists_the_known_ones(tmp_path):
