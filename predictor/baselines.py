@@ -14,8 +14,13 @@ class AffineNearestDevice:
     """Pick the initial-set device whose latencies best fit the samples under an affine map.
 
     `fit` stores the table; `adapt` fits ``target ~ a * device + b`` on the samples for every
-    device and keeps the one with the smallest squared error; `predict` applies that map, floored
-    like `MaplePredictor`'s at `LATENCY_FLOOR` x the smallest sample.
+    device and keeps the one with the smallest squared error among those with a positive slope a
+    (all of them if none has one); `predict` applies that map, floored like `MaplePredictor`'s at
+    `LATENCY_FLOOR` x the smallest sample.
+
+    A negative slope says that what is slower on the device is faster on the target. With 3 samples
+    such a map can fit best by chance (FBNet's raspi4 picked titanx_1 at a = -19 and ranked at
+    -0.29), and a baseline that takes it looks weaker than the method it describes.
     """
 
     def fit(self, table: LatencyTable) -> "AffineNearestDevice":
@@ -27,14 +32,13 @@ class AffineNearestDevice:
         archs = list(samples)
         y = np.array([samples[a] for a in archs], dtype=float)
         x_all = self.table_.latency_ms[:, [self.col_[a] for a in archs]]
-        best = (np.inf, 0, 1.0, 0.0)
+        fits = []
         for i, x in enumerate(x_all):
             design = np.stack([x, np.ones_like(x)], axis=1)
             (a, b), *_ = np.linalg.lstsq(design, y, rcond=None)
-            err = float(np.sum((design @ [a, b] - y) ** 2))
-            if err < best[0]:
-                best = (err, i, a, b)
-        _, self.device_, self.a_, self.b_ = best
+            fits.append((float(np.sum((design @ [a, b] - y) ** 2)), i, a, b))
+        rising = [f for f in fits if f[2] > 0]
+        _, self.device_, self.a_, self.b_ = min(rising or fits, key=lambda f: f[0])
         self.floor_ms_ = LATENCY_FLOOR * float(y.min())
         return self
 

@@ -512,6 +512,20 @@ def test_affine_baseline_finds_an_affine_copy_and_floors_negative_extrapolation(
     assert np.all(pred[~above] == baseline.floor_ms_) and np.any(exact <= 0)
 
 
+def test_affine_baseline_never_takes_a_device_through_a_negative_slope():
+    # "down" fits the samples exactly at a = -1, and ranks them backwards; "up" fits with a positive slope
+    from predictor.baselines import AffineNearestDevice
+    from predictor.tables import LatencyTable
+
+    table = LatencyTable(("down", "up"), ("a", "b", "c", "d"), np.array([[3.0, 2.0, 1.0, 0.5], [1.0, 2.5, 3.0, 4.0]]))
+    baseline = AffineNearestDevice().fit(table).adapt({"a": 1.0, "b": 2.0, "c": 3.0})
+    assert table.devices[baseline.device_] == "up" and baseline.a_ > 0
+    assert baseline.predict(["d"])[0] > baseline.predict(["c"])[0]
+    # with no rising device at all, the best fit is still taken rather than none
+    alone = AffineNearestDevice().fit(table.select(["down"])).adapt({"a": 1.0, "b": 2.0, "c": 3.0})
+    assert alone.a_ == pytest.approx(-1.0)
+
+
 def test_references_never_ignore_their_input_and_many_come_fast(space, tables):
     # pixel3 runs a NAS-Bench-201 net whose cells have no input-to-output path in microseconds: such a
     # reference, trusted at ±6%, sent every cost to zero, and 20 samples predicted worse than 3
