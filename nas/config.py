@@ -44,6 +44,8 @@ class SearchConfig:
     progress: bool = True
 
     def validate(self) -> None:
+        if self.ray_address is not None and not self.ray_address.strip():  # was taken as no address at all
+            raise UsageError("--ray-address is empty: give HOST:PORT of a running cluster, or auto")
         if self.pop_size <= 0:
             raise UsageError(f"--pop-size must be a positive integer, got {self.pop_size}")
         if self.pop_size > MAX_POP_SIZE:

@@ -8,6 +8,7 @@ candidate, so they stay inline in the driver: shipping them to a worker would co
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -99,8 +100,12 @@ class RayRunner(InlineRunner):
         args_ref = self._put[key][1]
         refs = [self._remote.options(**opts).remote(fn, args_ref, batch) for batch in batches]
         out = []
-        for ref in refs:
-            out.extend(ray.get(ref))
+        try:
+            for ref in refs:
+                out.extend(ray.get(ref))
+        except ray.exceptions.RayError as exc:
+            # What we run returns a user's errors rather than raising them: this is Ray's own failure.
+            raise UsageError(_ray_failure(exc)) from None
         return out
 
     def close(self) -> None:
@@ -108,10 +113,29 @@ class RayRunner(InlineRunner):
             self._ray.shutdown()
 
 
+def _ray_failure(exc: Exception) -> str:
+    """One line for a task Ray could not run, naming the fix where it is known."""
+    missing = re.search(r"No module named '([^']+)'", str(exc))
+    if missing:
+        # A cluster's nodes run the Python that `ray start` ran in, where this package may be missing.
+        return (f"Ray workers cannot import {missing.group(1)!r}: install this package (python -m pip install .) "
+                "into the Python environment of every node, the one `ray start` ran in")
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"a Ray task failed: {lines[-1] if lines else type(exc).__name__}"
+
+
+# An HTTP/2 client's opening (its preface and an empty SETTINGS frame): a gRPC server, as Ray's GCS
+# and Ray Client server are, answers with a SETTINGS frame of its own (frame type 4, the 4th byte).
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
 def check_cluster_address(address: str) -> None:
-    """Raise UsageError unless `address` is a HOST:PORT where something listens, or "auto" and a cluster
-    can be found: ray.init would retry a silent address for minutes, a plain TCP connect says so in
-    seconds."""
+    """Raise UsageError unless `address` is a HOST:PORT where a gRPC server (as Ray's is) answers, or
+    "auto" and a cluster can be found.
+
+    ray.init retries a silent address for minutes, and waits on a port where something else listens
+    (not a Ray port) without end; a plain connection says either in seconds.
+    """
     if address == "auto":
         address = _auto_address()
         if address == "auto":
@@ -121,27 +145,48 @@ def check_cluster_address(address: str) -> None:
         raise UsageError(f"--ray-address {address!r} is not HOST:PORT (e.g. 10.0.0.1:6379, a port from 1 to "
                          "65535) or 'auto'")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5) as conn:
+            reply = _http2_reply(conn)
     except socket.gaierror as exc:
         raise UsageError(f"cannot resolve the Ray address {address!r}: {exc.strerror or exc}") from None
     except OSError as exc:
+        start = ("ray start --head (Ray Client listens on 10001 unless --ray-client-server-port says otherwise)"
+                 if address.startswith("ray://") else f"ray start --head --port {port}")
         raise UsageError(f"nothing answers at the Ray address {address!r} ({exc.strerror or exc}); "
-                         f"start the cluster there first: ray start --head --port {port}") from None
+                         f"start the cluster there first: {start}") from None
+    if reply is not None and (len(reply) < 4 or reply[3] != 4):
+        raise UsageError(f"something answers at {address!r}, but not as a Ray cluster does (no gRPC reply): give "
+                         f"the port `ray start --head --port` was given (6379 by default; the dashboard's 8265 is "
+                         f"not it)")
+
+
+def _http2_reply(conn: socket.socket) -> bytes | None:
+    """The first bytes a server sends back to an HTTP/2 opening; None where that cannot tell (TLS)."""
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return None  # a TLS server answers plain text with an alert, not with HTTP/2
+    try:
+        conn.sendall(_HTTP2_HELLO)
+        return conn.recv(9)
+    except OSError:  # silence past the timeout, or the connection reset
+        return b""
 
 
 def _auto_address() -> str:
-    """The HOST:PORT that ray.init("auto") would join: RAY_ADDRESS, else the cluster `ray start` left on
-    this machine. Found before the predictor's fit, where ray.init would say there is none only after it."""
+    """The cluster "auto" means: RAY_ADDRESS, else the one `ray start` last started on this machine.
+
+    Where neither exists, ray.init("auto") would join any Ray it finds running here, such as another
+    search's private one: that is refused instead. (`ray start --temp-dir` records its cluster
+    elsewhere: join that one by its HOST:PORT.)
+    """
     try:
         from ray._private.services import get_ray_address_from_environment  # not public API: guarded
     except ImportError:
         return "auto"
-    try:
-        found = get_ray_address_from_environment("auto", None)
-    except ConnectionError:
-        raise UsageError("--ray-address auto: no Ray cluster runs on this machine (nor in RAY_ADDRESS); "
-                         "`ray start --head` starts one") from None
-    return found if isinstance(found, str) and found != "auto" else "auto"
+    found = get_ray_address_from_environment(None, None)  # None, not "auto": no fallback to any Ray
+    if not found:
+        raise UsageError("--ray-address auto: RAY_ADDRESS is not set and `ray start` has recorded no cluster on this "
+                         "machine; `ray start --head` starts one (one started with --temp-dir: give its HOST:PORT)")
+    return found
 
 
 def _join_cluster(ray, address: str) -> None:
@@ -149,6 +194,10 @@ def _join_cluster(ray, address: str) -> None:
     The address itself is checked once, by `check_cluster_address` before the predictor's fit."""
     # AuthenticationError is Ray >= 2.52's; older versions fail with ConnectionError alone.
     auth_error = getattr(ray.exceptions, "AuthenticationError", ConnectionError)
+    if address == "auto":
+        # Checked again, since ray.init("auto") would join any Ray it finds when this finds none. The
+        # address stays "auto" for ray.init: given "auto" it also takes the token `ray start` saved.
+        _auto_address()
     try:
         ray.init(address=address, log_to_driver=False)
     except ValueError as exc:  # what check_cluster_address lets through and Ray still cannot parse

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -184,13 +185,17 @@ def run_search(config: SearchConfig) -> SearchResult:
     target = resolve_target(config.device, space, table, config.profiles_dir, progress=config.progress,
                             tables=config.tables)
 
-    t = time.perf_counter()
-    predictor, samples, measure_s = build_predictor(space, table, target, config.samples, config.progress)
-    timings["predictor_s"] = time.perf_counter() - t
-
     expensive = not has_accuracy_table(space)
     parallel = ParallelConfig(workers=config.workers, address=config.ray_address)
-    with make_runner(parallel, expensive) as runner:
+    with contextlib.ExitStack() as stack:
+        # A cluster is joined before the predictor's fit (minutes when not cached), so that a refused
+        # join (a missing token, say) is said at once. A local Ray starts after it: its workers
+        # starting up would disturb the samples measured on this machine.
+        runner = stack.enter_context(make_runner(parallel, expensive)) if config.ray_address else None
+        t = time.perf_counter()
+        predictor, samples, measure_s = build_predictor(space, table, target, config.samples, config.progress)
+        timings["predictor_s"] = time.perf_counter() - t
+        runner = runner or stack.enter_context(make_runner(parallel, expensive))
         quality = quality_objective(space, runner)
         latency = Objective("predicted_latency_ms", f"predicted latency on {target.name} (ms)", predictor.predict)
         evaluator = Evaluator(quality, latency)

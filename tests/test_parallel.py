@@ -61,6 +61,18 @@ def test_a_lost_worker_does_not_lose_the_run(ray_runner, tmp_path):
     assert ray_runner.map(_worker_dies_first_time, [5, 6], str(tmp_path)) == [6, 7]
 
 
+@pytest.mark.slow
+def test_a_function_the_workers_cannot_import_is_one_error(ray_runner, tmp_path, monkeypatch):
+    # as on a cluster whose nodes lack this package: a RaySystemError traceback
+    (tmp_path / "driver_only_module.py").write_text("def double(x):\n    return 2 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # this process only: the workers started without it
+    import driver_only_module
+
+    with pytest.raises(UsageError, match="Ray workers cannot import 'driver_only_module': install this package"):
+        ray_runner.map(driver_only_module.double, [1, 2])
+    monkeypatch.delitem(sys.modules, "driver_only_module")
+
+
 def test_cheap_work_stays_inline_without_a_cluster_address():
     assert isinstance(make_runner(ParallelConfig(workers=2), expensive=False), InlineRunner)
     assert isinstance(make_runner(None, expensive=True), InlineRunner)
@@ -85,28 +97,58 @@ def test_a_cluster_address_where_nothing_listens_is_refused_at_once():
             check_cluster_address(malformed)
 
 
-def test_a_listening_cluster_address_and_auto_pass_the_check(monkeypatch):
+@pytest.mark.slow
+def test_a_rays_address_and_auto_pass_the_check(ray_runner, monkeypatch):
+    import ray
+
+    gcs = ray.get_runtime_context().gcs_address  # the private Ray's: a real one
+    check_cluster_address(gcs)
+    monkeypatch.setenv("RAY_ADDRESS", gcs)  # where "auto" looks first
+    check_cluster_address("auto")
+
+
+@pytest.mark.slow
+def test_a_refused_join_stops_the_search_before_the_predictors_fit(ray_runner, tmp_path):
+    # The cluster was joined only after the fit: 5 minutes of FBNet's with an empty cache.
+    import ray
+
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        pytest.skip("the Ray here runs without token authentication")
+    cache = tmp_path / "cache"  # empty: the fit would write its references here
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "not-the-token", "HWNAS_CACHE_DIR": str(cache),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    done = subprocess.run([sys.executable, "-m", "nas.search", "--space", "fbnet", "--device", "raspi4",
+                           "--ray-address", ray.get_runtime_context().gcs_address, "--out", str(tmp_path / "r"),
+                           "--no-progress"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.splitlines()[-1].startswith("error: cannot join the Ray cluster at ")
+    assert not cache.exists() and not (tmp_path / "r").exists()
+
+
+def test_a_port_where_something_else_listens_is_refused():
+    # ray.init waited on it without end (over 5 minutes, Ray 2.60)
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
-        check_cluster_address(f"127.0.0.1:{server.getsockname()[1]}")
-        check_cluster_address(f"ray://127.0.0.1:{server.getsockname()[1]}")
-        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{server.getsockname()[1]}")  # where "auto" looks first
-        check_cluster_address("auto")
+        for address in (f"127.0.0.1:{server.getsockname()[1]}", f"ray://127.0.0.1:{server.getsockname()[1]}"):
+            with pytest.raises(UsageError, match="something answers at .*, but not as a Ray cluster does"):
+                check_cluster_address(address)
 
 
-def test_auto_without_a_cluster_is_refused_at_once(monkeypatch):
-    # "auto" passed the check, and ray.init refused it only after the predictor's fit
+@pytest.mark.slow
+def test_auto_without_a_cluster_is_refused_at_once_even_beside_a_private_ray(ray_runner, monkeypatch):
+    # "auto" passed the check, and ray.init refused it only after the predictor's fit; and ray.init
+    # joined any Ray it found running, such as another search's private one (here ray_runner's)
     port = _closed_port()
     monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
     with pytest.raises(UsageError, match=f"nothing answers at the Ray address '127.0.0.1:{port}'"):
         check_cluster_address("auto")
     monkeypatch.delenv("RAY_ADDRESS")
-    from ray._private.services import find_gcs_addresses
+    from ray._private.services import find_bootstrap_address
 
-    if find_gcs_addresses():  # "auto" joins any Ray running on this machine, even another test's
-        pytest.skip("a Ray instance runs on this machine")
-    with pytest.raises(UsageError, match="--ray-address auto: no Ray cluster runs on this machine"):
+    if find_bootstrap_address(None):
+        pytest.skip("`ray start` has left a cluster on this machine, which auto joins")
+    with pytest.raises(UsageError, match="--ray-address auto: RAY_ADDRESS is not set and `ray start` has recorded no cluster"):
         check_cluster_address("auto")
 
 

@@ -67,6 +67,7 @@ def test_the_estimated_speedup_counts_measuring_the_samples(tmp_path):
     (["--space", "missing_file.py:Space"], "not found"),
     (["--seed", "-1"], "--seed must be a non-negative integer"),
     (["--ray-address", "head-node"], "is not HOST:PORT"),
+    (["--ray-address", ""], "--ray-address is empty"),  # it ran a local search
     (["--ray-address", "localhost:99999"], "is not HOST:PORT (e.g. 10.0.0.1:6379, a port from 1 to 65535)"),
 ])
 def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, args, expected):
