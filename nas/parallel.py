@@ -216,17 +216,18 @@ def _join_cluster(ray, address: str) -> None:
 
 
 def _ship_user_modules_by_value(objects) -> None:
-    """Workers cannot import a space loaded from a file path by module name: pickle its module by value."""
+    """Workers cannot import a space loaded from a file path by module name, nor the modules it
+    imported from beside it: pickle them by value (a package's submodules come with it)."""
     import sys
 
     from ray import cloudpickle
 
+    from search_spaces.registry import modules_beside
+
     for obj in objects:
         module = sys.modules.get(getattr(obj if callable(obj) else type(obj), "__module__", "") or "")
-        if module is not None and getattr(module, "__hwnas_user_file__", None):
-            cloudpickle.register_pickle_by_value(module)
-            for name in getattr(module, "__hwnas_helpers__", ()):  # the modules it imported from beside it
-                cloudpickle.register_pickle_by_value(sys.modules[name])
+        for shipped in modules_beside(module):
+            cloudpickle.register_pickle_by_value(shipped)
 
 
 def make_runner(config: ParallelConfig | None, expensive: bool):

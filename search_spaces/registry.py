@@ -45,26 +45,49 @@ def _load_file(path: Path):
     module.__hwnas_user_file__ = str(path)
     # Registered before exec so that pickling (e.g. to Ray workers) can find the module by name.
     sys.modules[module_name] = module
-    # As `python file.py` would, put the file's folder on the path, so that a space spread over
-    # several files can import the modules beside it; it stays there for imports made later.
+    # As `python file.py` would, put the file's folder on the path while it loads, so that a space
+    # spread over several files can import the modules beside it at its top level. Taken off again
+    # afterwards: left there, its files would shadow any later import of the same name.
     folder = str(path.resolve().parent)
-    if folder not in sys.path:
+    added = folder not in sys.path
+    if added:
         sys.path.insert(0, folder)
-    before = set(sys.modules)
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[module_name]
         raise ValueError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
-    # Those modules are no more importable by a worker than the file is: shipped by value with it.
-    module.__hwnas_helpers__ = [name for name in set(sys.modules) - before
-                                if _lies_in(sys.modules[name], folder)]
+    finally:
+        if added:
+            sys.path.remove(folder)
     return module
 
 
-def _lies_in(module, folder: str) -> bool:
-    file = getattr(module, "__file__", None)
-    return bool(file) and str(Path(file).resolve().parent) == folder
+# This project's packages: importable by every worker, so never shipped by value, even from a space
+# file kept at the repository's root.
+_OWN_PACKAGES = frozenset({"nas", "predictor", "profiler", "search_spaces"})
+
+
+def modules_beside(module) -> list:
+    """The modules and packages that the space file `module` was loaded from imported from its own
+    folder (the module itself included): no Ray worker can import them by name, so they are pickled by
+    value with it. Empty for a module not loaded from a file.
+
+    Matched by their top-level name's file lying directly in that folder, not anywhere below it: a
+    virtual environment kept beside the file holds torch, which must not be shipped by value.
+    """
+    file = getattr(module, "__hwnas_user_file__", None)
+    if not file:
+        return []
+    folder = Path(file).resolve().parent
+    found = [module]
+    for name, mod in list(sys.modules.items()):
+        if "." in name or name in _OWN_PACKAGES or mod is module:
+            continue
+        where = getattr(mod, "__file__", None)
+        if where and Path(where).resolve() in (folder / f"{name}.py", folder / name / "__init__.py"):
+            found.append(mod)
+    return found
 
 
 def _load_class(spec: str) -> type:

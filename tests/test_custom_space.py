@@ -284,6 +284,18 @@ def test_a_module_that_fails_its_forward_pass_stops_the_search_in_one_line(tmp_p
     assert not (tmp_path / "r").exists()
 
 
+def test_the_modules_beside_a_space_file_are_found_on_every_load():
+    # found as "new since this load", the second load (nas.benchmark speedup loads twice) shipped none
+    from search_spaces.registry import modules_beside
+
+    folder = ROOT / "tests" / "spaces" / "beside"
+    for _ in range(2):
+        space = get_space(f"{folder / 'space_with_helper.py'}:WithHelper")
+        names = {m.__name__ for m in modules_beside(sys.modules[type(space).__module__])}
+        assert names == {type(space).__module__, "tiny_blocks", "tiny_lib"}
+    assert str(folder) not in sys.path  # only while the file loads: it would shadow later imports
+
+
 def test_a_space_imports_the_modules_beside_its_file_in_the_driver_and_in_ray_workers(tmp_path):
     # Loading failed with "No module named 'tiny_blocks'" unless run from the space's folder; with
     # that fixed, the Ray workers scoring the proxy still could not import it.

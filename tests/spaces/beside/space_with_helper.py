@@ -1,12 +1,11 @@
-"""A user space that imports a module beside it (tiny_blocks.py), which is how a space spread over
-several files is written; used by tests/test_custom_space.py."""
+"""A user space that imports a module and a package beside it (tiny_blocks.py, tiny_lib/), which is
+how a space spread over several files is written; used by tests/test_custom_space.py."""
 
 import numpy as np
 from tiny_blocks import tiny_net
+from tiny_lib.widths import WIDTHS
 
 from search_spaces import SearchSpace
-
-WIDTHS = (4, 8)
 
 
 class WithHelper(SearchSpace):
