@@ -115,13 +115,18 @@ class RayRunner(InlineRunner):
 
 def _ray_failure(exc: Exception) -> str:
     """One line for a task Ray could not run, naming the fix where it is known."""
+    from search_spaces.registry import PROJECT_PACKAGES
+
     missing = re.search(r"No module named '([^']+)'", str(exc))
-    if missing:
+    if missing and missing.group(1).split(".")[0] in PROJECT_PACKAGES:
         # A cluster's nodes run the Python that `ray start` ran in, where this package may be missing.
         return (f"Ray workers cannot import {missing.group(1)!r}: install this package (python -m pip install .) "
                 "into the Python environment of every node, the one `ray start` ran in")
+    if missing:
+        return (f"Ray workers cannot import {missing.group(1)!r}: install it on every node, or, if your space file "
+                "imports it from its own folder, import it at the file's top level (those are sent to the workers)")
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"a Ray task failed: {lines[-1] if lines else type(exc).__name__}"
+    return f"Ray could not run a task ({type(exc).__name__}): {lines[-1] if lines else 'no message'}"
 
 
 # An HTTP/2 client's opening (its preface and an empty SETTINGS frame): a gRPC server, as Ray's GCS
@@ -131,48 +136,62 @@ _HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0,
 
 def check_cluster_address(address: str) -> None:
     """Raise UsageError unless `address` is a HOST:PORT where a gRPC server (as Ray's is) answers, or
-    "auto" and a cluster can be found.
+    "auto" and such a cluster can be found.
 
-    ray.init retries a silent address for minutes, and waits on a port where something else listens
-    (not a Ray port) without end; a plain connection says either in seconds.
+    ray.init retries a silent address for minutes, and waits without end on a port where something
+    other than Ray listens; a plain connection says either in seconds. A gRPC server that is not the
+    cluster's own port (its Ray Client port given without ray://) still passes.
     """
+    where = f"--ray-address {address!r}"
     if address == "auto":
-        address = _auto_address()
+        address, source = _auto_address()
         if address == "auto":
             return  # this Ray finds clusters some other way: ray.init will say if there is none
+        where = f"{address!r} (from {source}, for --ray-address auto)"
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not (sep and port.isdigit() and 1 <= int(port) <= 65535):  # a port past 65535 was offered to `ray start`
-        raise UsageError(f"--ray-address {address!r} is not HOST:PORT (e.g. 10.0.0.1:6379, a port from 1 to "
-                         "65535) or 'auto'")
+        raise UsageError(f"{where} is not HOST:PORT (e.g. 10.0.0.1:6379, a port from 1 to 65535) or 'auto'")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=5) as conn:
-            reply = _http2_reply(conn)
+            reply = _first_reply(conn)
     except socket.gaierror as exc:
-        raise UsageError(f"cannot resolve the Ray address {address!r}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot resolve the Ray address {where}: {exc.strerror or exc}") from None
     except OSError as exc:
         start = ("ray start --head (Ray Client listens on 10001 unless --ray-client-server-port says otherwise)"
                  if address.startswith("ray://") else f"ray start --head --port {port}")
-        raise UsageError(f"nothing answers at the Ray address {address!r} ({exc.strerror or exc}); "
+        raise UsageError(f"nothing answers at the Ray address {where} ({exc.strerror or exc}); "
                          f"start the cluster there first: {start}") from None
-    if reply is not None and (len(reply) < 4 or reply[3] != 4):
-        raise UsageError(f"something answers at {address!r}, but not as a Ray cluster does (no gRPC reply): give "
-                         f"the port `ray start --head --port` was given (6379 by default; the dashboard's 8265 is "
-                         f"not it)")
+    if reply is None or (len(reply) >= 4 and reply[3] == 4):
+        return
+    if reply[:1] in (b"\x15", b"\x16"):  # a TLS alert or handshake record
+        raise UsageError(f"the server at {where} speaks TLS: set RAY_USE_TLS=1 and the certificate variables the "
+                         "cluster's nodes use")
+    heard = "no answer within 5 s" if not reply else "not a gRPC reply"
+    raise UsageError(f"something listens at {where}, but not as a Ray cluster does ({heard}): give the port "
+                     f"`ray start --head --port` was given (6379 by default; the dashboard's 8265 is not it)")
 
 
-def _http2_reply(conn: socket.socket) -> bytes | None:
-    """The first bytes a server sends back to an HTTP/2 opening; None where that cannot tell (TLS)."""
+def _first_reply(conn: socket.socket) -> bytes | None:
+    """Up to the first 4 bytes a server sends back to an HTTP/2 opening (fewer where it goes silent
+    or hangs up); None where that cannot tell, with TLS turned on."""
     if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
-        return None  # a TLS server answers plain text with an alert, not with HTTP/2
+        return None
+    reply = b""
     try:
         conn.sendall(_HTTP2_HELLO)
-        return conn.recv(9)
+        while len(reply) < 4:
+            chunk = conn.recv(4 - len(reply))
+            if not chunk:
+                break
+            reply += chunk
     except OSError:  # silence past the timeout, or the connection reset
-        return b""
+        pass
+    return reply
 
 
-def _auto_address() -> str:
-    """The cluster "auto" means: RAY_ADDRESS, else the one `ray start` last started on this machine.
+def _auto_address() -> tuple[str, str]:
+    """The cluster "auto" means and where it was found: RAY_ADDRESS, else the one `ray start` last
+    started on this machine.
 
     Where neither exists, ray.init("auto") would join any Ray it finds running here, such as another
     search's private one: that is refused instead. (`ray start --temp-dir` records its cluster
@@ -181,22 +200,26 @@ def _auto_address() -> str:
     try:
         from ray._private.services import get_ray_address_from_environment  # not public API: guarded
     except ImportError:
-        return "auto"
+        return "auto", ""
+    env = os.environ.get("RAY_ADDRESS", "")
+    if env in ("auto", "local"):  # Ray reads "auto" there as "any Ray found", and "local" as a new one
+        raise UsageError(f"--ray-address auto with RAY_ADDRESS={env}: set RAY_ADDRESS to the cluster's HOST:PORT, "
+                         "or unset it to join the cluster `ray start` recorded on this machine")
     found = get_ray_address_from_environment(None, None)  # None, not "auto": no fallback to any Ray
     if not found:
         raise UsageError("--ray-address auto: RAY_ADDRESS is not set and `ray start` has recorded no cluster on this "
                          "machine; `ray start --head` starts one (one started with --temp-dir: give its HOST:PORT)")
-    return found
+    return found, "RAY_ADDRESS" if env else "the cluster `ray start` recorded"
 
 
 def _join_cluster(ray, address: str) -> None:
     """ray.init on an existing cluster, with the ways it fails turned into errors a user can act on.
-    The address itself is checked once, by `check_cluster_address` before the predictor's fit."""
+    `check_cluster_address` has checked the address, before the predictor's fit."""
     # AuthenticationError is Ray >= 2.52's; older versions fail with ConnectionError alone.
     auth_error = getattr(ray.exceptions, "AuthenticationError", ConnectionError)
     if address == "auto":
-        # Checked again, since ray.init("auto") would join any Ray it finds when this finds none. The
-        # address stays "auto" for ray.init: given "auto" it also takes the token `ray start` saved.
+        # Again: ray.init("auto") would join any Ray it finds where this finds none. The address stays
+        # "auto" for ray.init, which given "auto" also takes the token `ray start` saved here.
         _auto_address()
     try:
         ray.init(address=address, log_to_driver=False)
@@ -204,9 +227,7 @@ def _join_cluster(ray, address: str) -> None:
         raise UsageError(f"--ray-address {address!r}: {exc}") from None
     except (ConnectionError, auth_error) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if address == "auto":
-            reason = "no Ray cluster runs on this machine (nor in RAY_ADDRESS); `ray start --head` starts one"
-        elif os.environ.get("RAY_AUTH_MODE") != "token":
+        if os.environ.get("RAY_AUTH_MODE") != "token":
             # Since Ray 2.59 `ray start` turns token authentication on, and a client given a
             # HOST:PORT sends no token unless told to.
             reason += ("; if the cluster uses token authentication (`ray start` turns it on since Ray "

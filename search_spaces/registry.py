@@ -65,7 +65,7 @@ def _load_file(path: Path):
 
 # This project's packages: importable by every worker, so never shipped by value, even from a space
 # file kept at the repository's root.
-_OWN_PACKAGES = frozenset({"nas", "predictor", "profiler", "search_spaces"})
+PROJECT_PACKAGES = frozenset({"nas", "predictor", "profiler", "search_spaces"})
 
 
 def modules_beside(module) -> list:
@@ -82,7 +82,7 @@ def modules_beside(module) -> list:
     folder = Path(file).resolve().parent
     found = [module]
     for name, mod in list(sys.modules.items()):
-        if "." in name or name in _OWN_PACKAGES or mod is module:
+        if "." in name or name in PROJECT_PACKAGES or mod is module:
             continue
         where = getattr(mod, "__file__", None)
         if where and Path(where).resolve() in (folder / f"{name}.py", folder / name / "__init__.py"):

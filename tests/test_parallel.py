@@ -68,7 +68,7 @@ def test_a_function_the_workers_cannot_import_is_one_error(ray_runner, tmp_path,
     monkeypatch.syspath_prepend(str(tmp_path))  # this process only: the workers started without it
     import driver_only_module
 
-    with pytest.raises(UsageError, match="Ray workers cannot import 'driver_only_module': install this package"):
+    with pytest.raises(UsageError, match="Ray workers cannot import 'driver_only_module': install it on every node, or"):
         ray_runner.map(driver_only_module.double, [1, 2])
     monkeypatch.delitem(sys.modules, "driver_only_module")
 
@@ -125,13 +125,35 @@ def test_a_refused_join_stops_the_search_before_the_predictors_fit(ray_runner, t
     assert not cache.exists() and not (tmp_path / "r").exists()
 
 
+def test_an_http_server_is_not_taken_for_a_cluster(monkeypatch):
+    # e.g. the dashboard's port given for the cluster's
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    server = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(UsageError, match=r"something listens at .*, but not as a Ray cluster does \(not a gRPC "):
+            check_cluster_address(f"127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{server.server_address[1]}")
+        with pytest.raises(UsageError, match=r"\(from RAY_ADDRESS, for --ray-address auto\), but not as a Ray"):
+            check_cluster_address("auto")
+    finally:
+        server.shutdown()
+        server.server_close()
+    monkeypatch.setenv("RAY_ADDRESS", "auto")  # which Ray reads as "any Ray running here"
+    with pytest.raises(UsageError, match="--ray-address auto with RAY_ADDRESS=auto: set RAY_ADDRESS to"):
+        check_cluster_address("auto")
+
+
+@pytest.mark.slow  # two 5-s waits for an answer
 def test_a_port_where_something_else_listens_is_refused():
     # ray.init waited on it without end (over 5 minutes, Ray 2.60)
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
         for address in (f"127.0.0.1:{server.getsockname()[1]}", f"ray://127.0.0.1:{server.getsockname()[1]}"):
-            with pytest.raises(UsageError, match="something answers at .*, but not as a Ray cluster does"):
+            with pytest.raises(UsageError, match=r"something listens at .*, but not as a Ray cluster does \(no answer "):
                 check_cluster_address(address)
 
 

@@ -273,7 +273,8 @@ def test_profile_machine_measures_records_and_warns(space):
 # --- CLI ---------------------------------------------------------------------------------------
 
 def _cli(*args, env=None, cwd=REPO):
-    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}  # this checkout, from any cwd
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)  # this checkout, from any cwd
+    env = {**os.environ, "PYTHONPATH": path, **(env or {})}
     return subprocess.run([sys.executable, "-m", "profiler", *args], cwd=cwd, capture_output=True, text=True,
                           env=env, timeout=300)
 
