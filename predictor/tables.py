@@ -9,6 +9,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+#: The columns `profiler collect` writes besides the three the predictor reads.
+MEASURED_ON = ("hardware", "batch_size", "threads")
+
 
 @dataclass(frozen=True)
 class LatencyTable:
@@ -138,7 +141,8 @@ def _checked_rows(df: pd.DataFrame, path) -> pd.DataFrame:
         raise ValueError(f"latency table {path} lacks column(s) {', '.join(sorted(missing))}")
     if df.empty:
         raise ValueError(f"latency table {path} has no rows")
-    df = df[["device", "arch_str", "latency_ms"]].reset_index(drop=True)
+    raw = df.reset_index(drop=True)
+    df = raw[["device", "arch_str", "latency_ms"]]
     latency = pd.to_numeric(df["latency_ms"], errors="coerce")
     checks = [("device", df["device"].isna() | (df["device"].astype(str).str.strip() == "")),
               ("arch_str", df["arch_str"].isna() | (df["arch_str"].astype(str).str.strip() == "")),
@@ -152,8 +156,15 @@ def _checked_rows(df: pd.DataFrame, path) -> pd.DataFrame:
             what = "is empty" if column != "latency_ms" else "is not a positive number"
             raise ValueError(f"latency table {path}: {column} {what} in {int(bad.sum())} row(s), "
                              f"first in row {row + 1} ({shown})")
-    return pd.DataFrame({"device": df["device"].astype(str), "arch_str": df["arch_str"].astype(str),
-                         "latency_ms": latency.astype(np.float64)})
+    out = pd.DataFrame({"device": df["device"].astype(str), "arch_str": df["arch_str"].astype(str),
+                        "latency_ms": latency.astype(np.float64)})
+    # What `profiler collect` records of how a device was measured, kept where present: it tells a
+    # table of this machine under another name (profiler benchmark).
+    for column in MEASURED_ON:
+        if column in raw.columns:
+            out[column] = raw[column].to_numpy()
+    return out
+
 
 
 def load_tables(space, paths=()) -> LatencyTable:

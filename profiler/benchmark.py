@@ -73,8 +73,10 @@ def sample_archs(space, n: int, seed: int) -> list[str]:
 def initial_table(space, config: BenchmarkConfig):
     """What the predictors learn from, and a note when this machine had to be left out of it.
 
-    The space's shipped tables, or `config.tables`. A user's tables may hold this machine (as
-    `profiler collect` names it); it is left out, since the benchmark scores an unseen device.
+    The space's shipped tables, or `config.tables`. A user's tables may hold this machine at this
+    batch size: under the name `profiler collect` gives it, or under any name where the table
+    records this machine's hardware, batch size and threads. It is left out, since the benchmark
+    scores an unseen device. (The same machine at another batch size stays: it is another device.)
     """
     from predictor.tables import load_tables
     from profiler.collect import default_device_name
@@ -83,7 +85,31 @@ def initial_table(space, config: BenchmarkConfig):
     here = f"{default_device_name()}-b{config.measure.batch_size}"
     notes = [f"{here} (this machine at this batch size) left out of the initial set: the benchmark is for a "
              "device the predictor has not seen"] if here in table.devices else []
+    same = _measured_like_this_run(config) - {here}
+    notes += [f"{name} left out of the initial set: its table records this machine's hardware, batch size and "
+              "threads, so it is this device under another name" for name in sorted(same)]
+    for name in [here, *sorted(same)]:
+        table = table.without(name)
     return table.initial_set(here), notes
+
+
+def _measured_like_this_run(config: BenchmarkConfig) -> set[str]:
+    """Devices of the user's tables whose recorded hardware, batch size and threads are this run's."""
+    import pandas as pd
+
+    from predictor.tables import MEASURED_ON, read_latency_files
+
+    if not config.tables:
+        return set()
+    long = read_latency_files(config.tables)
+    if not set(MEASURED_ON) <= set(long.columns):
+        return set()
+    m, machine = config.measure, machine_description()
+    hardware = machine["gpu_name"] if m.device == "cuda" else machine["cpu_model"]
+    same = ((long["hardware"].astype(str) == str(hardware))
+            & (pd.to_numeric(long["batch_size"], errors="coerce") == m.batch_size)
+            & (pd.to_numeric(long["threads"], errors="coerce") == m.threads))
+    return set(long.loc[same, "device"])
 
 
 def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None = None,

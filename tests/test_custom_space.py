@@ -60,9 +60,14 @@ def test_the_profiler_benchmark_scores_a_user_space_on_its_tables_without_this_m
     tables = tmp_path / "tables"
     _collect(tables, batches=(2, 4))
     _collect(tables, batches=(1,), machine=default_device_name())  # this machine, as `collect` names it
+    _collect(tables, batches=(1,), machine="box")  # and under a name of its own: it stayed in the initial set
     config = BenchmarkConfig(space=EXAMPLE, tables=(str(tables),), n=6, measure=MeasureConfig(warmup=1, runs=3))
     result = run_benchmark(config, progress=False)
     assert any(note.startswith(f"{default_device_name()}-b1 (this machine") for note in result.notes)
+    assert "box-b1 left out of the initial set: its table records this machine's hardware" in " ".join(result.notes)
+    from profiler.benchmark import initial_table
+
+    assert initial_table(get_space(EXAMPLE), config)[0].devices == ("here-b2", "here-b4")  # other batch sizes stay
     assert len(result.reference) == 3 and len(result.measured) == 6
     assert {"maple", "maple (min)"} <= set(result.scores)
     assert all(len(space_genome) == 8 for space_genome in map(get_space(EXAMPLE).encode, result.measured))
