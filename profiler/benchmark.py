@@ -87,7 +87,8 @@ def initial_table(space, config: BenchmarkConfig):
              "device the predictor has not seen"] if here in table.devices else []
     same = _measured_like_this_run(config) - {here}
     notes += [f"{name} left out of the initial set: its table records this machine's hardware, batch size and "
-              "threads, so it is this device under another name" for name in sorted(same)]
+              "threads: this device under another name, or one of the same model, which the predictor should not have "
+              "seen either" for name in sorted(same)]
     for name in [here, *sorted(same)]:
         table = table.without(name)
     return table.initial_set(here), notes
