@@ -80,11 +80,13 @@ def speedup(args) -> dict:
 
 
 def print_speedup(r: dict) -> None:
+    from nas.metrics import format_speedup
+
     print(f"search with predictor : {r['wall_s_predictor']:8.1f} s  ({r['measured_on_target_predictor']} "
           f"measured on the device, {r['unique_evaluated_predictor']} candidates evaluated)")
     print(f"measure every candidate: {r['wall_s_measure_all']:8.1f} s  ({r['unique_measured_measure_all']} "
           f"unique candidates measured)")
-    print(f"speedup                : {r['speedup']:8.1f}x")
+    print(f"speedup                : {format_speedup(r['speedup']):>9s}")
     print(f"HV under measured latency: predictor front {r['hv_predictor_front']:.4f}, measured front "
           f"{r['hv_measured_front']:.4f}, hv_ratio "
           + ("n/a (no architecture above 0% quality)" if r["hv_ratio"] is None else f"{r['hv_ratio']:.4f}"))

@@ -58,3 +58,9 @@ def regret_pp(found_acc, found_lat, all_acc, all_lat, percentiles=(25, 50, 75)) 
         got = float(np.max(within)) if len(within) else 0.0
         out[f"p{p}"] = best - got
     return out
+
+
+def format_speedup(speedup: float) -> str:
+    """`12x`, or `0.54x` below 10, where the decimals matter: a tiny space's speedup can land either
+    side of 1, and a ratio of 0.05 printed to one decimal read 0.0x."""
+    return f"{speedup:.0f}x" if speedup >= 10 else f"{speedup:.2f}x"

@@ -108,10 +108,10 @@ def print_summary(path: Path, summary: dict) -> None:
         hv = "n/a (no architecture above 0% accuracy)" if hv is None else f"{hv:.4f}"
         lines.append(f"  against the device's table: HV ratio {hv}, "
                      f"predicted within ±10% {summary['pred_within_10pct']:.3f}, regret (pp) {regret}")
-    speedup = summary["speedup"]
-    # Below 10x the decimals matter: a tiny user space can land either side of 1 (README).
-    shown = f"{speedup:.0f}x" if speedup >= 10 else f"{speedup:.2f}x"
-    lines.append(f"  speedup vs measuring every candidate: {shown} ({summary['speedup_method'].split(':')[0]})")
+    from nas.metrics import format_speedup
+
+    lines.append(f"  speedup vs measuring every candidate: {format_speedup(summary['speedup'])} "
+                 f"({summary['speedup_method'].split(':')[0]})")
     if "verify" in summary:
         v = summary["verify"]
         # Spearman is None for a one-architecture front: no ranking to compare.

@@ -302,3 +302,15 @@ def test_summary_says_when_the_hv_ratio_has_nothing_to_be_a_fraction_of(capsys):
 def test_summary_shows_a_speedup_near_1_with_its_decimals(capsys):
     lines = printed_summary(capsys, speedup=0.9974667592875284)
     assert lines[-1] == "  speedup vs measuring every candidate: 1.00x (measured)"
+
+
+def test_a_speedup_below_one_keeps_its_decimals(capsys):
+    # nas.benchmark speedup printed a ratio of 0.05 as "0.0x"
+    from nas.benchmark import print_speedup
+    from nas.metrics import format_speedup
+
+    assert (format_speedup(0.0512), format_speedup(1.29), format_speedup(73.4)) == ("0.05x", "1.29x", "73x")
+    print_speedup({"wall_s_predictor": 10.3, "measured_on_target_predictor": 3, "unique_evaluated_predictor": 60,
+                   "wall_s_measure_all": 0.53, "unique_measured_measure_all": 60, "speedup": 0.0512,
+                   "hv_predictor_front": 0.5, "hv_measured_front": 0.5, "hv_ratio": 1.0})
+    assert "speedup                :     0.05x" in capsys.readouterr().out
