@@ -317,6 +317,7 @@ def _collect(args) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder (the tables of every device go there)")
     _check_writable_file(str(out / f"{device}.csv"))  # before minutes of measuring, not after
+    _refuse_another_spaces_table(out / f"{device}.csv", space)
     try:
         archs = collect_archs(space, args.n, args.seed)
     except ValueError as exc:  # a user space whose decode refuses its own genomes
@@ -342,9 +343,12 @@ def _collect(args) -> int:
           f"range {lat.min():.3f}-{lat.max():.3f} ms")
     # Re-collecting a device replaces its table: say so, since the earlier measurements are gone.
     print(f"wrote {path}{replaced}")
-    # Read back as a search's --tables will read the folder: counting its files named any CSV a device.
+    # Read back as a search's --tables will read the folder: counting its files named any CSV a device,
+    # and a folder that also held another space's tables, or other architectures, looked fine.
+    from predictor.tables import load_tables
+
     try:
-        devices = sorted(read_latency_files([out])["device"].unique())
+        devices = sorted(load_tables(space, [out]).devices)
     except ValueError as exc:
         print(f"warning: a search with --tables {out} will stop: {exc}", file=sys.stderr)
         return 0
@@ -352,6 +356,26 @@ def _collect(args) -> int:
           + ("" if len(devices) > 1 else " (the predictor needs at least 2: collect again on another machine "
                                          "or with another --batch-size)"))
     return 0
+
+
+def _refuse_another_spaces_table(path, space) -> None:
+    """Collecting replaces a device's file: refused where the file is another space's table (tables
+    are named by device alone), which would be lost."""
+    from predictor.tables import read_latency_files
+
+    if not path.is_file():
+        return
+    try:
+        archs = read_latency_files([path])["arch_str"].unique()
+    except ValueError:
+        return  # not a table at all: replaced, and said so
+    for arch in archs:
+        try:
+            space.encode_within_choices(arch)
+        except ValueError:
+            raise UsageError(f"{path} holds another space's measurements ({arch!r} is not a {space.name} "
+                             f"architecture), which collecting would replace: give {space.name} a --out folder of "
+                             "its own") from None
 
 
 def _benchmark(args) -> int:

@@ -560,6 +560,24 @@ def test_cli_collect_says_when_the_space_holds_fewer_archs_than_asked(tmp_path):
     assert len(pd.read_csv(tmp_path / "box.csv")) == 8
 
 
+def test_cli_collect_never_replaces_another_spaces_table_and_warns_of_a_mixed_folder(tmp_path):
+    # tables are named by device alone: a second space's collect replaced the first one's measurements
+    out, chain = tmp_path / "tables", f"{REPO / 'examples' / 'chain_cnn.py'}:ChainCNN"
+    quick = ("--n", "2", "--runs", "2", "--warmup", "0", "--quiet", "--out", str(out))
+    assert _cli("collect", "--device-name", "box", *quick).returncode == 0
+    kept = (out / "box.csv").read_text()
+    proc = _cli("collect", "--space", chain, "--device-name", "box", *quick)
+    assert proc.returncode == 2 and proc.stdout == "" and (out / "box.csv").read_text() == kept
+    assert proc.stderr.startswith(f"error: {out / 'box.csv'} holds another space's measurements (")
+    assert proc.stderr.endswith("is not a chain_cnn architecture), which collecting would replace: give chain_cnn "
+                                "a --out folder of its own\n")
+    # under another name it is written, and the folder it leaves is one no search can use: said at once
+    proc = _cli("collect", "--space", chain, "--device-name", "other", *quick)
+    assert proc.returncode == 0 and "now holds" not in proc.stdout
+    assert proc.stderr.startswith(f"warning: a search with --tables {out} will stop: 2 architecture string(s) in the "
+                                  "tables are not in space 'chain_cnn'")
+
+
 def test_cli_collect_reads_the_folder_back_as_a_search_will(tmp_path):
     # any CSV in the folder was counted as a device: "now holds 2 device(s): box, notes"
     out = tmp_path / "tables"
