@@ -7,6 +7,7 @@ candidate, so they stay inline in the driver: shipping them to a worker would co
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -74,6 +75,7 @@ class RayRunner(InlineRunner):
                 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
                 path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
                 os.environ["PYTHONPATH"] = path
+                _quiet_token_notice()
                 # "local": a Ray of our own even where `ray start` left a cluster running on this
                 # machine, which ray.init would otherwise join (and refuse our num_cpus for).
                 ray.init(address="local", num_cpus=config.workers, include_dashboard=False,
@@ -111,6 +113,20 @@ class RayRunner(InlineRunner):
     def close(self) -> None:
         if self._started_here and self._ray.is_initialized():
             self._ray.shutdown()
+
+
+class _DropTokenNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+def _quiet_token_notice() -> None:
+    """Ray >= 2.59 announces on every local start that it turned token authentication on, and how to
+    opt out: a notice about the private Ray of one search, which the user has nothing to do about.
+    Only that notice is dropped (a warning that authentication is off still shows)."""
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _DropTokenNotice) for f in logger.filters):
+        logger.addFilter(_DropTokenNotice())
 
 
 def _ray_failure(exc: Exception) -> str:
