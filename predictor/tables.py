@@ -166,7 +166,6 @@ def _checked_rows(df: pd.DataFrame, path) -> pd.DataFrame:
     return out
 
 
-
 def load_tables(space, paths=()) -> LatencyTable:
     """The latency tables the predictor learns from: the user's `paths` where given, else those `space` ships.
 

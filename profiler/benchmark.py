@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -91,7 +92,10 @@ def initial_table(space, config: BenchmarkConfig):
               "seen either" for name in sorted(same)]
     for name in [here, *sorted(same)]:
         table = table.without(name)
-    return table.initial_set(here), notes
+    try:
+        return table.initial_set(here), notes
+    except ValueError as exc:  # say which devices were left out, or a folder of 4 reads as holding 1
+        raise ValueError(f"{exc}. Left out: {'; '.join(notes)}" if notes else str(exc)) from None
 
 
 def _measured_like_this_run(config: BenchmarkConfig) -> set[str]:
@@ -107,6 +111,8 @@ def _measured_like_this_run(config: BenchmarkConfig) -> set[str]:
         return set()
     m, machine = config.measure, machine_description()
     hardware = machine["gpu_name"] if m.device == "cuda" else machine["cpu_model"]
+    if hardware in (None, "unknown", platform.machine(), platform.processor()):
+        return set()  # no model name, only an architecture such as aarch64: every board would match
     same = ((long["hardware"].astype(str) == str(hardware))
             & (pd.to_numeric(long["batch_size"], errors="coerce") == m.batch_size)
             & (pd.to_numeric(long["threads"], errors="coerce") == m.threads))

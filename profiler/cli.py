@@ -375,7 +375,8 @@ def _refuse_another_spaces_table(path, space) -> None:
         except ValueError:
             raise UsageError(f"{path} holds another space's measurements ({arch!r} is not a {space.name} "
                              f"architecture), which collecting would replace: give {space.name} a --out folder of "
-                             "its own") from None
+                             "its own (or, if it is this space's from before you changed its choices, move the "
+                             "file away)") from None
 
 
 def _benchmark(args) -> int:

@@ -68,6 +68,10 @@ def test_the_profiler_benchmark_scores_a_user_space_on_its_tables_without_this_m
     from profiler.benchmark import initial_table
 
     assert initial_table(get_space(EXAMPLE), config)[0].devices == ("here-b2", "here-b4")  # other batch sizes stay
+    # too few left: the error names what was left out, or a folder of 2 tables read as holding 1
+    (tables / "here-b4.csv").unlink()
+    with pytest.raises(ValueError, match=r"these tables give 1 \(here-b2\).*Left out: .*box-b1 left out"):
+        initial_table(get_space(EXAMPLE), config)
     assert len(result.reference) == 3 and len(result.measured) == 6
     assert {"maple", "maple (min)"} <= set(result.scores)
     assert all(len(space_genome) == 8 for space_genome in map(get_space(EXAMPLE).encode, result.measured))

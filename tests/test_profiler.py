@@ -570,7 +570,8 @@ def test_cli_collect_never_replaces_another_spaces_table_and_warns_of_a_mixed_fo
     assert proc.returncode == 2 and proc.stdout == "" and (out / "box.csv").read_text() == kept
     assert proc.stderr.startswith(f"error: {out / 'box.csv'} holds another space's measurements (")
     assert proc.stderr.endswith("is not a chain_cnn architecture), which collecting would replace: give chain_cnn "
-                                "a --out folder of its own\n")
+                                "a --out folder of its own (or, if it is this space's from before you changed its "
+                                "choices, move the file away)\n")
     # under another name it is written, and the folder it leaves is one no search can use: said at once
     proc = _cli("collect", "--space", chain, "--device-name", "other", *quick)
     assert proc.returncode == 0 and "now holds" not in proc.stdout
