@@ -158,7 +158,7 @@ def check_cluster_address(address: str) -> None:
     other than Ray listens; a plain connection says either in seconds. A gRPC server that is not the
     cluster's own port (its Ray Client port given without ray://) still passes.
     """
-    where = f"--ray-address {address!r}"
+    where = repr(address)
     if address == "auto":
         address, source = _auto_address()
         if address == "auto":
@@ -166,7 +166,8 @@ def check_cluster_address(address: str) -> None:
         where = f"{address!r} (from {source}, for --ray-address auto)"
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not (sep and port.isdigit() and 1 <= int(port) <= 65535):  # a port past 65535 was offered to `ray start`
-        raise UsageError(f"{where} is not HOST:PORT (e.g. 10.0.0.1:6379, a port from 1 to 65535) or 'auto'")
+        raise UsageError(f"the Ray address {where} is not HOST:PORT (e.g. 10.0.0.1:6379, a port from 1 to 65535) "
+                         "or 'auto'")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=5) as conn:
             reply = _first_reply(conn)
