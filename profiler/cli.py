@@ -317,7 +317,7 @@ def _collect(args) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder (the tables of every device go there)")
     _check_writable_file(str(out / f"{device}.csv"))  # before minutes of measuring, not after
-    _refuse_another_spaces_table(out / f"{device}.csv", space)
+    _refuse_another_spaces_tables(out, device, space)
     try:
         archs = collect_archs(space, args.n, args.seed)
     except ValueError as exc:  # a user space whose decode refuses its own genomes
@@ -358,25 +358,29 @@ def _collect(args) -> int:
     return 0
 
 
-def _refuse_another_spaces_table(path, space) -> None:
-    """Collecting replaces a device's file: refused where the file is another space's table (tables
-    are named by device alone), which would be lost."""
+def _refuse_another_spaces_tables(out, device: str, space) -> None:
+    """Refused before measuring: a folder holding another space's table. Collecting would replace it
+    where it is this device's file (tables are named by device alone), and a search reads every table
+    of the folder, so any other one makes the folder useless to this space."""
     from predictor.tables import read_latency_files
 
-    if not path.is_file():
-        return
-    try:
-        archs = read_latency_files([path])["arch_str"].unique()
-    except ValueError:
-        return  # not a table at all: replaced, and said so
-    for arch in archs:
+    for file in sorted(out.iterdir()) if out.is_dir() else []:
+        if file.suffix not in (".csv", ".parquet"):
+            continue
         try:
-            space.encode_within_choices(arch)
+            archs = read_latency_files([file])["arch_str"].unique()
         except ValueError:
-            raise UsageError(f"{path} holds another space's measurements ({arch!r} is not a {space.name} "
-                             f"architecture), which collecting would replace: give {space.name} a --out folder of "
-                             "its own (or, if it is this space's from before you changed its choices, move the "
-                             "file away)") from None
+            continue  # not a table at all: said after measuring, as a search would say it
+        for arch in archs:
+            try:
+                space.encode_within_choices(arch)
+            except ValueError:
+                what = (f"{file} holds another space's measurements" if file.stem == device else
+                        f"{out} holds another space's table ({file.name})")
+                harm = "which collecting would replace" if file.stem == device else "and a search reads every table there"
+                raise UsageError(f"{what} ({arch!r} is not a {space.name} architecture), {harm}: give {space.name} a "
+                                 "--out folder of its own (or, if it is this space's from before you changed its "
+                                 "choices, move the file away)") from None
 
 
 def _benchmark(args) -> int:

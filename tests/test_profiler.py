@@ -560,7 +560,7 @@ def test_cli_collect_says_when_the_space_holds_fewer_archs_than_asked(tmp_path):
     assert len(pd.read_csv(tmp_path / "box.csv")) == 8
 
 
-def test_cli_collect_never_replaces_another_spaces_table_and_warns_of_a_mixed_folder(tmp_path):
+def test_cli_collect_never_measures_into_a_folder_of_another_spaces_tables(tmp_path):
     # tables are named by device alone: a second space's collect replaced the first one's measurements
     out, chain = tmp_path / "tables", f"{REPO / 'examples' / 'chain_cnn.py'}:ChainCNN"
     quick = ("--n", "2", "--runs", "2", "--warmup", "0", "--quiet", "--out", str(out))
@@ -572,11 +572,11 @@ def test_cli_collect_never_replaces_another_spaces_table_and_warns_of_a_mixed_fo
     assert proc.stderr.endswith("is not a chain_cnn architecture), which collecting would replace: give chain_cnn "
                                 "a --out folder of its own (or, if it is this space's from before you changed its "
                                 "choices, move the file away)\n")
-    # under another name it is written, and the folder it leaves is one no search can use: said at once
+    # under another name it would leave a folder no search of either space can use: refused too
     proc = _cli("collect", "--space", chain, "--device-name", "other", *quick)
-    assert proc.returncode == 0 and "now holds" not in proc.stdout
-    assert proc.stderr.startswith(f"warning: a search with --tables {out} will stop: 2 architecture string(s) in the "
-                                  "tables are not in space 'chain_cnn'")
+    assert proc.returncode == 2 and not (out / "other.csv").exists()
+    assert proc.stderr.startswith(f"error: {out} holds another space's table (box.csv) (")
+    assert "and a search reads every table there: give chain_cnn a --out folder of its own" in proc.stderr
 
 
 def test_cli_collect_reads_the_folder_back_as_a_search_will(tmp_path):
