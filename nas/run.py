@@ -159,12 +159,16 @@ def nsga2(pop_size: int) -> NSGA2:
 def run_nsga2(space: SearchSpace, evaluator: Evaluator, pop_size: int, generations: int, seed: int,
               progress: bool) -> pd.DataFrame:
     """Run NSGA-II and return every evaluated candidate with a `on_front` column (archive front)."""
-    bar = _GenerationBar(generations, progress, evaluator)
+    bar = None
     try:
+        # Made inside the try: a Ctrl-C just after the bar first shows would leave it on the line that
+        # "interrupted: nothing was written" then continues.
+        bar = _GenerationBar(generations, progress, evaluator)
         minimize(NasProblem(space, evaluator), nsga2(pop_size), ("n_gen", generations), seed=seed,
                  callback=bar, verbose=False)
     finally:
-        bar.bar.close()
+        if bar is not None:
+            bar.bar.close()
     q, lat = evaluator.quality, evaluator.latency
     evaluated = pd.DataFrame([(a, v, l) for a, (v, l) in evaluator.records.items()],
                              columns=["arch_str", q.name, lat.name])
