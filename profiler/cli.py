@@ -183,7 +183,11 @@ def _measure_config(args):
     if cores and args.threads > cores:
         raise UsageError(f"--threads {args.threads}: this process may use {cores} core(s); more threads than "
                          "cores would time their contention, not the network")
-    rounds = args.rounds or (5 if args.command == "benchmark" else 1)
+    # Each round times at least one run: more rounds than runs were quietly cut to the runs, while the
+    # output and the files recorded the rounds asked for.
+    if args.rounds and args.rounds > args.runs:
+        raise UsageError(f"--rounds {args.rounds} exceeds --runs {args.runs}: each round times at least one run")
+    rounds = args.rounds or (min(5, args.runs) if args.command == "benchmark" else 1)
     config = MeasureConfig(batch_size=args.batch_size, warmup=args.warmup, runs=args.runs,
                            threads=args.threads, device=args.device, rounds=rounds)
     if config.device == "cuda":

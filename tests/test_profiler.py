@@ -531,6 +531,15 @@ def test_cli_refuses_absurd_sizes_naming_the_option(tmp_path, option, value, exp
     assert "Traceback" not in proc.stderr and not (tmp_path / "t").exists()
 
 
+def test_cli_refuses_more_rounds_than_runs_and_records_the_rounds_it_used(tmp_path):
+    # --rounds 10 --runs 5 measured in 5 rounds and recorded 10, in the summary and in the JSON
+    proc = _cli("benchmark", "--n", "3", "--runs", "5", "--rounds", "10", "--quiet", "--json", str(tmp_path / "b.json"))
+    assert proc.returncode == 2 and proc.stderr == "error: --rounds 10 exceeds --runs 5: each round times at least one run\n"
+    proc = _cli("benchmark", "--n", "3", "--runs", "3", "--warmup", "0", "--quiet", "--json", str(tmp_path / "b.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "b.json").read_text())["config"]["measure"]["rounds"] == 3  # the default 5, cut
+
+
 def test_cli_collect_into_a_file_says_it_is_not_a_folder(tmp_path):
     # it used to say "cannot write <file>/x.csv: File exists", a path nothing would have written
     (tmp_path / "tables").write_text("")
