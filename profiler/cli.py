@@ -321,11 +321,11 @@ def _collect(args) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder (the tables of every device go there)")
     _check_writable_file(str(out / f"{device}.csv"))  # before minutes of measuring, not after
-    _refuse_another_spaces_tables(out, device, space)
     try:
         archs = collect_archs(space, args.n, args.seed)
     except ValueError as exc:  # a user space whose decode refuses its own genomes
         raise UsageError(str(exc)) from None
+    _refuse_a_folder_this_would_break(out, device, space, archs)
     if len(archs) < args.n:  # said before measuring: the user may have meant another space
         print(f"note: random draws found only {len(archs)} distinct {space.name} architectures (the space seems to "
               f"hold no more): measuring all of them, not --n {args.n}", file=sys.stderr)
@@ -362,20 +362,24 @@ def _collect(args) -> int:
     return 0
 
 
-def _refuse_another_spaces_tables(out, device: str, space) -> None:
-    """Refused before measuring: a folder holding another space's table. Collecting would replace it
-    where it is this device's file (tables are named by device alone), and a search reads every table
-    of the folder, so any other one makes the folder useless to this space."""
+def _refuse_a_folder_this_would_break(out, device: str, space, archs) -> None:
+    """Refused before measuring: a folder that, with this device's table written, no search of this
+    space could use (a search reads every table there, and every device needs the same archs).
+
+    Another space's table (named by device alone, so this device's own file would also be lost), or
+    another device's table of other architectures (another --n or --seed): said after measuring, it
+    cost minutes and left the folder broken.
+    """
     from predictor.tables import read_latency_files
 
     for file in sorted(out.iterdir()) if out.is_dir() else []:
         if file.suffix not in (".csv", ".parquet"):
             continue
         try:
-            archs = read_latency_files([file])["arch_str"].unique()
+            theirs = set(read_latency_files([file])["arch_str"])
         except ValueError:
             continue  # not a table at all: said after measuring, as a search would say it
-        for arch in archs:
+        for arch in theirs:
             try:
                 space.encode_within_choices(arch)
             except ValueError:
@@ -385,6 +389,10 @@ def _refuse_another_spaces_tables(out, device: str, space) -> None:
                 raise UsageError(f"{what} ({arch!r} is not a {space.name} architecture), {harm}: give {space.name} a "
                                  "--out folder of its own (or, if it is this space's from before you changed its "
                                  "choices, move the file away)") from None
+        if file.stem != device and theirs != set(archs):
+            raise UsageError(f"{out} holds tables of other architectures ({file.name}: {len(theirs)}, of which "
+                             f"{len(theirs & set(archs))} are among these {len(archs)}), and a search needs every "
+                             "device to have the same ones: collect with the --n and --seed they were collected with")
 
 
 def _benchmark(args) -> int:

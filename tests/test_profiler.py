@@ -588,6 +588,23 @@ def test_cli_collect_never_measures_into_a_folder_of_another_spaces_tables(tmp_p
     assert "and a search reads every table there: give chain_cnn a --out folder of its own" in proc.stderr
 
 
+def test_cli_collect_refuses_before_measuring_other_archs_than_the_folders(tmp_path):
+    # another --n or --seed was measured, written and only then said to break the folder
+    out = tmp_path / "tables"
+    quick = ("--runs", "2", "--warmup", "0", "--quiet", "--out", str(out))
+    assert _cli("collect", "--n", "3", "--device-name", "a", *quick).returncode == 0
+    for other in (("--n", "2"), ("--n", "3", "--seed", "1")):
+        proc = _cli("collect", *other, "--device-name", "b", *quick)
+        assert proc.returncode == 2 and not (out / "b.csv").exists(), proc.stderr
+        assert proc.stderr.startswith(f"error: {out} holds tables of other architectures (a.csv: 3, of which ")
+    assert _cli("collect", "--n", "3", "--device-name", "b", *quick).returncode == 0
+    # the device's own file may hold other archs: it is what collecting again replaces
+    solo = ("--device-name", "a", "--runs", "2", "--warmup", "0", "--quiet", "--out", str(tmp_path / "solo"))
+    assert _cli("collect", "--n", "3", *solo).returncode == 0
+    assert _cli("collect", "--n", "2", "--seed", "5", *solo).returncode == 0
+    assert len(pd.read_csv(tmp_path / "solo" / "a.csv")) == 2
+
+
 def test_cli_collect_reads_the_folder_back_as_a_search_will(tmp_path):
     # any CSV in the folder was counted as a device: "now holds 2 device(s): box, notes"
     out = tmp_path / "tables"
