@@ -379,7 +379,7 @@ def _refuse_a_folder_this_would_break(out, device: str, space, archs) -> None:
             theirs = set(read_latency_files([file])["arch_str"])
         except ValueError:
             continue  # not a table at all: said after measuring, as a search would say it
-        for arch in theirs:
+        for arch in sorted(theirs):  # sorted: the one named is the same from run to run
             try:
                 space.encode_within_choices(arch)
             except ValueError:
