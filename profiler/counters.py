@@ -174,7 +174,8 @@ def read_counters(fn_or_cmd: Callable[[], object] | str | Sequence[str], events:
         raise ValueError("read_counters needs at least one event")
     executable = shutil.which(perf)
     if executable is None:
-        reason = (f"perf not installed (no {perf!r} on PATH); install linux-perf (Debian) or "
+        where = (f"no executable {perf!r}" if os.sep in perf else f"no {perf!r} on PATH")  # a path is not looked up
+        reason = (f"perf not installed ({where}); install linux-perf (Debian) or "
                   "linux-tools-$(uname -r) (Ubuntu) to read hardware counters")
         if callable(fn_or_cmd):
             fn_or_cmd()

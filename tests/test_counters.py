@@ -152,7 +152,7 @@ def test_perf_missing_from_path(monkeypatch, tmp_path):
 
 def test_perf_executable_that_does_not_exist():
     reading = read_counters(["true"], perf="/nonexistent/perf")
-    assert not reading.available and reading.reason.startswith("perf not installed")
+    assert not reading.available and reading.reason.startswith("perf not installed (no executable '/nonexistent/perf')")
 
 
 def test_perf_not_permitted_is_named(tmp_path):
