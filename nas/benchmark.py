@@ -63,8 +63,19 @@ def speedup(args) -> dict:
     pred_front_lat = np.array([measured_ms[a] for a in pred_front["arch_str"]])
     max_lat = max(float(np.max(pred_front_lat)), float(front_meas["measured_latency_ms"].max())) * 1.0001
     q = with_predictor.quality.name
-    hv_pred = hypervolume(normalised_objectives(pred_front[q], pred_front_lat, max_lat))
-    hv_meas = hypervolume(normalised_objectives(front_meas[q], front_meas["measured_latency_ms"], max_lat))
+    pred_q, meas_q = pred_front[q].to_numpy(dtype=float), front_meas[q].to_numpy(dtype=float)
+    if q == "accuracy":
+        normalisation = "error fraction, latency / max measured latency over both fronts, reference (1, 1)"
+    else:
+        # A proxy score is no percentage: read as one, 1 - score/100 went negative. Rescaled instead
+        # over both fronts, so that the best scores 100 and the worst just above 0.
+        low, high = float(min(pred_q.min(), meas_q.min())), float(max(pred_q.max(), meas_q.max()))
+        span = (high - low) * 1.0001 or 1.0
+        pred_q, meas_q = (100.0 * (1.0 - (high - v) / span) for v in (pred_q, meas_q))
+        normalisation = (f"{q} rescaled over both fronts to (0, 1] (best 1), latency / max measured latency over "
+                         "both fronts, reference (1, 1)")
+    hv_pred = hypervolume(normalised_objectives(pred_q, pred_front_lat, max_lat))
+    hv_meas = hypervolume(normalised_objectives(meas_q, front_meas["measured_latency_ms"], max_lat))
     return {
         "device": args.device, "space": args.space, "tables": [str(p) for p in args.tables],
         "pop_size": args.pop_size, "generations": args.generations,
@@ -75,7 +86,7 @@ def speedup(args) -> dict:
         "predictor_timings_s": with_predictor.timings_s,
         "hv_predictor_front": hv_pred, "hv_measured_front": hv_meas,
         "hv_ratio": hv_pred / hv_meas if hv_meas > 0 else None,
-        "hv_normalisation": "error fraction, latency / max measured latency over both fronts, reference (1, 1)",
+        "hv_normalisation": normalisation,
     }
 
 

@@ -360,3 +360,6 @@ def test_the_speedup_benchmark_runs_on_a_user_space_with_its_tables(tmp_path):
     assert r["tables"] == [str(tables)] and r["measured_on_target_predictor"] == 3
     # measuring every candidate measured them all; both fronts are scored under measured latency
     assert r["unique_measured_measure_all"] > 3 and 0 < r["hv_ratio"] <= 1.5
+    # proxy scores are no percentage: read as one, 1 - score/100 went negative and the HV left [0, 1]
+    assert r["hv_normalisation"].startswith("proxy_score rescaled over both fronts")
+    assert 0 < r["hv_predictor_front"] <= 1 and 0 < r["hv_measured_front"] <= 1
