@@ -383,9 +383,10 @@ def _refuse_a_folder_this_would_break(out, device: str, space, archs) -> None:
             try:
                 space.encode_within_choices(arch)
             except ValueError:
-                what = (f"{file} holds another space's measurements" if file.stem == device else
-                        f"{out} holds another space's table ({file.name})")
-                harm = "which collecting would replace" if file.stem == device else "and a search reads every table there"
+                if file.stem == device:
+                    what, harm = f"{file} holds another space's measurements", "which collecting would replace"
+                else:
+                    what, harm = f"{out} holds another space's table ({file.name})", "and a search reads every table there"
                 raise UsageError(f"{what} ({arch!r} is not a {space.name} architecture), {harm}: give {space.name} a "
                                  "--out folder of its own (or, if it is this space's from before you changed its "
                                  "choices, move the file away)") from None
