@@ -41,6 +41,7 @@ class SearchConfig:
     ray_address: str | None = None
     profiles_dir: Path | None = None
     tables: tuple[Path, ...] = ()       # user latency tables: the predictor's initial set
+    leave_out: tuple[str, ...] = ()     # devices of those tables it must not learn from (a benchmark's own)
     progress: bool = True
 
     def validate(self) -> None:

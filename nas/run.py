@@ -186,6 +186,8 @@ def run_search(config: SearchConfig) -> SearchResult:
     timings = {}
     space = load_space(config)
     table = initial_table(space, config.tables)
+    for name in config.leave_out:
+        table = table.without(name)
     target = resolve_target(config.device, space, table, config.profiles_dir, progress=config.progress,
                             tables=config.tables)
 

@@ -72,44 +72,60 @@ def sample_archs(space, n: int, seed: int) -> list[str]:
 
 
 def initial_table(space, config: BenchmarkConfig):
-    """What the predictors learn from, and a note when this machine had to be left out of it.
+    """What the predictors learn from, and a note for each table of this machine left out of it.
 
-    The space's shipped tables, or `config.tables`. A user's tables may hold this machine at this
-    batch size: under the name `profiler collect` gives it, or under any name where the table
-    records this machine's hardware, batch size and threads. It is left out, since the benchmark
-    scores an unseen device. (The same machine at another batch size stays: it is another device.)
+    The space's shipped tables, or `config.tables`, less this machine: the benchmark scores an
+    unseen device.
     """
     from predictor.tables import load_tables
     from profiler.collect import default_device_name
 
     table = load_tables(space, config.tables)
     here = f"{default_device_name()}-b{config.measure.batch_size}"
-    notes = [f"{here} (this machine at this batch size) left out of the initial set: the benchmark is for a "
-             "device the predictor has not seen"] if here in table.devices else []
-    same = _measured_like_this_run(config) - {here}
-    notes += [f"{name} left out of the initial set: its table records this machine's hardware, batch size and "
-              "threads: this device under another name, or one of the same model, which the predictor should not have "
-              "seen either" for name in sorted(same)]
-    for name in [here, *sorted(same)]:
+    initial, left_out = without_this_machine(table, config.tables, config.measure, here)
+    return initial, [f"{name} {why}" for name, why in left_out.items()]
+
+
+def without_this_machine(table, tables: Sequence, measure: MeasureConfig, target: str):
+    """The initial set of `table` for this machine as an unseen `target`, measured as `measure` says,
+    and {device: why it was left out}.
+
+    A user's `tables` may hold this machine: under the name `profiler collect` gives it, or under any
+    name where the table records this machine's hardware, batch size and threads (this device under
+    another name, or one of the same model). A benchmark of an unseen device learns from neither. (The
+    same machine at another batch size stays: it is another device.) Raises ValueError, naming what
+    was left out, where fewer than two devices remain.
+    """
+    from profiler.collect import default_device_name
+
+    here = f"{default_device_name()}-b{measure.batch_size}"
+    left_out = {here: "(this machine at this batch size) left out of the initial set: the benchmark is for a "
+                      "device the predictor has not seen"} if here in table.devices else {}
+    for name in sorted(_measured_like_this_run(tables, measure) - {here}):
+        left_out[name] = ("left out of the initial set: its table records this machine's hardware, batch size and "
+                          "threads: this device under another name, or one of the same model, which the predictor "
+                          "should not have seen either")
+    for name in left_out:
         table = table.without(name)
     try:
-        return table.initial_set(here), notes
+        return table.initial_set(target), left_out
     except ValueError as exc:  # say which devices were left out, or a folder of 4 reads as holding 1
-        raise ValueError(f"{exc}. Left out: {'; '.join(notes)}" if notes else str(exc)) from None
+        notes = "; ".join(f"{name} {why}" for name, why in left_out.items())
+        raise ValueError(f"{exc}. Left out: {notes}" if left_out else str(exc)) from None
 
 
-def _measured_like_this_run(config: BenchmarkConfig) -> set[str]:
-    """Devices of the user's tables whose recorded hardware, batch size and threads are this run's."""
+def _measured_like_this_run(tables: Sequence, m: MeasureConfig) -> set[str]:
+    """Devices of the user's tables whose recorded hardware, batch size and threads are `m`'s here."""
     import pandas as pd
 
     from predictor.tables import MEASURED_ON, read_latency_files
 
-    if not config.tables:
+    if not tables:
         return set()
-    long = read_latency_files(config.tables)
+    long = read_latency_files(tables)
     if not set(MEASURED_ON) <= set(long.columns):
         return set()
-    m, machine = config.measure, machine_description()
+    machine = machine_description()
     hardware = machine["gpu_name"] if m.device == "cuda" else machine["cpu_model"]
     if hardware in (None, "unknown", platform.machine(), platform.processor()):
         return set()  # no model name, only an architecture such as aarch64: every board would match

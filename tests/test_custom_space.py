@@ -353,13 +353,28 @@ def test_the_speedup_benchmark_runs_on_a_user_space_with_its_tables(tmp_path):
 
     tables = tmp_path / "tables"
     _collect(tables, batches=(2, 4))
+    _collect(tables, batches=(1,), machine="box")  # this machine as the benchmark measures it: it was learnt from
     out = tmp_path / "speedup.json"
     assert benchmark(["speedup", "--space", EXAMPLE, "--tables", str(tables), "--pop-size", "8",
                       "--generations", "2", "--json", str(out), "--no-progress"]) == 0
     r = json.loads(out.read_text())
+    assert len(r["notes"]) == 1 and r["notes"][0].startswith("box-b1 left out of the initial set: its table records")
     assert r["tables"] == [str(tables)] and r["measured_on_target_predictor"] == 3
     # measuring every candidate measured them all; both fronts are scored under measured latency
     assert r["unique_measured_measure_all"] > 3 and 0 < r["hv_ratio"] <= 1.5
     # proxy scores are no percentage: read as one, 1 - score/100 went negative and the HV left [0, 1]
     assert r["hv_normalisation"].startswith("proxy_score rescaled over both fronts")
     assert 0 < r["hv_predictor_front"] <= 1 and 0 < r["hv_measured_front"] <= 1
+
+
+def test_a_search_leaves_out_the_devices_its_config_names(tmp_path):
+    # how the speedup benchmark keeps this machine's own table out of the predictor's initial set
+    from nas.config import SearchConfig, UsageError
+    from nas.run import run_search
+
+    archs = ["conv3x3/32-skip/16-dwsep3x3/48-conv5x5/16", "skip/16-skip/16-skip/16-skip/16",
+             "conv5x5/48-conv5x5/48-conv5x5/48-conv5x5/48", "dwsep3x3/32-conv3x3/16-skip/48-conv3x3/32"]
+    config = SearchConfig(space=EXAMPLE, tables=(_table(tmp_path, archs),), device="a", leave_out=("c",),
+                          pop_size=4, generations=1, workers=1, progress=False)
+    with pytest.raises(UsageError, match=r"these tables give 1 \(b\)"):
+        run_search(config)
