@@ -75,7 +75,7 @@ class RayRunner(InlineRunner):
                 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
                 path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
                 os.environ["PYTHONPATH"] = path
-                _quiet_token_notice()
+                quiet_token_notice()
                 # "local": a Ray of our own even where `ray start` left a cluster running on this
                 # machine, which ray.init would otherwise join (and refuse our num_cpus for).
                 ray.init(address="local", num_cpus=config.workers, include_dashboard=False,
@@ -120,7 +120,7 @@ class _DropTokenNotice(logging.Filter):
         return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
 
 
-def _quiet_token_notice() -> None:
+def quiet_token_notice() -> None:
     """Ray >= 2.59 announces on every local start that it turned token authentication on, and how to
     opt out: a notice about the private Ray of one search, which the user has nothing to do about.
     Only that notice is dropped (a warning that authentication is off still shows)."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
 import tempfile
@@ -103,6 +104,7 @@ def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers
     import ray
     from ray import tune
 
+    from nas.parallel import quiet_token_notice
     from search_spaces.data import device_catalog
 
     cat = device_catalog()
@@ -149,10 +151,12 @@ def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers
         root = str(Path(__file__).resolve().parents[1])
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
         # "local": a Ray of our own, not a cluster `ray start` may have left running on this machine.
+        quiet_token_notice()
         ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
         started = True
     try:
+        _quiet_resume_hint()
         with tempfile.TemporaryDirectory(prefix="hwnas-tune-") as storage:
             tuner = tune.Tuner(
                 tune.with_resources(trial, {"cpu": 1}),
@@ -181,6 +185,19 @@ def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers
     if not rows:
         raise TrialsFailed("every trial failed; see Ray's log above")
     return sorted(rows, key=lambda r: -r["objective"])
+
+
+class _DropResumeHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Resume experiment with: Tuner.restore(" not in record.getMessage()
+
+
+def _quiet_resume_hint() -> None:
+    """On Ctrl-C Ray Tune says how to resume from the sweep's storage, which is a temporary folder
+    deleted a moment later (a sweep takes minutes: it is re-run, not resumed)."""
+    logger = logging.getLogger("ray.tune.tune")
+    if not any(isinstance(f, _DropResumeHint) for f in logger.filters):
+        logger.addFilter(_DropResumeHint())
 
 
 def main(argv=None) -> int:
