@@ -190,10 +190,10 @@ def measure_archs(space, archs: Sequence[str], config: MeasureConfig, progress: 
 
     One at a time on purpose: two measurements sharing the CPU would each time the other's load.
     With ``config.rounds > 1`` the timed runs of every arch are split into that many passes over
-    all the archs (each pass warming each arch up again), so that a slow spell of a shared machine
-    falls on all of them alike instead of on whichever was being measured then; the modules are
-    then all built first. Duplicates are measured once. A progress bar goes to stderr when
-    `progress` is true.
+    all the archs (each pass warming each arch up again, unless `warmup` is 0), so that a slow
+    spell of a shared machine falls on all of them alike instead of on whichever was being measured
+    then; the modules are then all built first. Duplicates are measured once. A progress bar goes
+    to stderr when `progress` is true.
 
     Raises MeasurementError naming the architecture when one fails to build or run.
     """
@@ -216,8 +216,9 @@ def measure_archs(space, archs: Sequence[str], config: MeasureConfig, progress: 
 
     modules = {arch: build_or_raise(space, arch) for arch in unique}
     runs = [int(config.runs) // rounds + (r < int(config.runs) % rounds) for r in range(rounds)]
-    # Each pass comes back to an arch whose weights left the caches: warm it up again.
-    warmup = max(1, -(-int(config.warmup) // rounds))
+    # Each pass comes back to an arch whose weights left the caches: warm it up again, with a share of
+    # the warm-up rounded up (at least one run, unless none was asked for: --warmup 0 means none).
+    warmup = -(-int(config.warmup) // rounds)
     parts: dict[str, list] = {arch: [] for arch in unique}
     with tqdm(total=rounds * len(unique), desc=f"measuring on {config.device} ({rounds} rounds)", unit="arch",
               disable=not progress, file=sys.stderr, leave=False) as bar:

@@ -144,6 +144,9 @@ def test_measure_archs_in_rounds_interleaves_and_keeps_the_run_count(space, monk
     ids = [i for i, _, _ in order]
     assert ids[0] == ids[2] == ids[4] != ids[1] == ids[3] == ids[5], "archs alternate"
     assert all(w == 2 for _, w, _ in order), "each pass warms up again"
+    order.clear()
+    measure_archs(space, [TINY], MeasureConfig(warmup=0, runs=4, rounds=2), progress=False)
+    assert [w for _, w, _ in order] == [0, 0], "--warmup 0 is none: each round warmed up once"
 
 
 def test_measure_archs_names_the_arch_that_does_not_build(space):
