@@ -7,10 +7,12 @@ candidate, so they stay inline in the driver: shipping them to a worker would co
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import socket
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -151,12 +153,13 @@ _HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0,
 
 
 def check_cluster_address(address: str) -> None:
-    """Raise UsageError unless `address` is a HOST:PORT where a gRPC server (as Ray's is) answers, or
-    "auto" and such a cluster can be found.
+    """Raise UsageError unless `address` is a HOST:PORT where a Ray cluster's GCS answers and lets
+    this client in, or "auto" and such a cluster can be found.
 
     ray.init retries a silent address for minutes, and waits without end on a port where something
-    other than Ray listens; a plain connection says either in seconds. A gRPC server that is not the
-    cluster's own port (its Ray Client port given without ray://) still passes.
+    other than Ray listens, or another of Ray's gRPC servers (its Ray Client port given without
+    ray://, a node's port); a refused token costs it 20 s of warnings. A connection and one GCS call
+    say each in a second.
     """
     where = repr(address)
     if address == "auto":
@@ -179,6 +182,8 @@ def check_cluster_address(address: str) -> None:
         raise UsageError(f"nothing answers at the Ray address {where} ({exc.strerror or exc}); "
                          f"start the cluster there first: {start}") from None
     if reply is None or (len(reply) >= 4 and reply[3] == 4):
+        if not address.startswith("ray://"):  # a Ray Client server is no GCS, rightly
+            _check_gcs(address, where)
         return
     if reply[:1] in (b"\x15", b"\x16"):  # a TLS alert or handshake record
         raise UsageError(f"the server at {where} speaks TLS: set RAY_USE_TLS=1 and the certificate variables the "
@@ -186,6 +191,64 @@ def check_cluster_address(address: str) -> None:
     heard = "no answer within 5 s" if not reply else "not a gRPC reply"
     raise UsageError(f"something listens at {where}, but not as a Ray cluster does ({heard}): give the port "
                      f"`ray start --head --port` was given (6379 by default; the dashboard's 8265 is not it)")
+
+
+def _check_gcs(address: str, where: str) -> None:
+    """UsageError where the gRPC server at `address` is not a Ray GCS, or refuses this client's token."""
+    try:
+        import ray.exceptions
+        from ray._raylet import GcsClient  # not public API: guarded
+    except ImportError:
+        return
+    outcome: list = []
+
+    def connect():
+        try:
+            GcsClient(address=address)
+            outcome.append(None)
+        except Exception as exc:  # noqa: BLE001 - sorted out below; an unknown kind is left to ray.init
+            outcome.append(exc)
+
+    # Ray's C++ client writes a warning to stderr for each failure sorted out below, which the
+    # error line then says better; and an unforeseen wait is left to ray.init, not waited on here.
+    with _stderr_silenced():
+        thread = threading.Thread(target=connect, daemon=True)
+        thread.start()
+        thread.join(timeout=15)
+    exc = outcome[0] if outcome else None
+    if isinstance(exc, getattr(ray.exceptions, "AuthenticationError", ())):
+        raise UsageError(f"cannot join the Ray cluster at {where}: {_auth_advice(str(exc))}") from None
+    if isinstance(exc, ray.exceptions.RpcError) and getattr(exc, "rpc_code", None) == 12:  # UNIMPLEMENTED
+        raise UsageError(f"a gRPC server answers at {where}, but not a Ray cluster's GCS: give the port `ray start "
+                         "--head --port` was given (6379 by default), not the Ray Client port (10001) or a node's")
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """File descriptor 2 sent to /dev/null: where C++ libraries write past Python's sys.stderr."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _auth_advice(reason: str) -> str:
+    """Ray's reason for refusing this client, first line, and what to set where it is a token."""
+    reason = reason.splitlines()[0] if reason else "refused"
+    if os.environ.get("RAY_AUTH_MODE") != "token":
+        # Since Ray 2.59 `ray start` turns token authentication on, and a client given a
+        # HOST:PORT sends no token unless told to.
+        reason += ("; if the cluster uses token authentication (`ray start` turns it on since Ray "
+                   "2.59), set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to what `ray get-auth-token` "
+                   "prints on its head node")
+    return reason
 
 
 def _first_reply(conn: socket.socket) -> bytes | None:
@@ -243,14 +306,8 @@ def _join_cluster(ray, address: str) -> None:
     except ValueError as exc:  # what check_cluster_address lets through and Ray still cannot parse
         raise UsageError(f"--ray-address {address!r}: {exc}") from None
     except (ConnectionError, auth_error) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if os.environ.get("RAY_AUTH_MODE") != "token":
-            # Since Ray 2.59 `ray start` turns token authentication on, and a client given a
-            # HOST:PORT sends no token unless told to.
-            reason += ("; if the cluster uses token authentication (`ray start` turns it on since Ray "
-                       "2.59), set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to what `ray get-auth-token` "
-                       "prints on its head node")
-        raise UsageError(f"cannot join the Ray cluster at {address!r}: {reason}") from None
+        raise UsageError(f"cannot join the Ray cluster at {address!r}: "
+                         f"{_auth_advice(str(exc) or type(exc).__name__)}") from None
 
 
 def _ship_user_modules_by_value(objects) -> None:

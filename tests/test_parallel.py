@@ -108,6 +108,17 @@ def test_a_rays_address_and_auto_pass_the_check(ray_runner, monkeypatch):
 
 
 @pytest.mark.slow
+def test_another_of_rays_grpc_servers_is_not_taken_for_a_cluster(ray_runner):
+    # a node's port (as the Ray Client port, 10001, would be): ray.init waited on it for minutes
+    import ray
+
+    node = ray.nodes()[0]
+    address = f"{node['NodeManagerAddress']}:{node['NodeManagerPort']}"
+    with pytest.raises(UsageError, match=r"a gRPC server answers at .*, but not a Ray cluster's GCS: give the port "):
+        check_cluster_address(address)
+
+
+@pytest.mark.slow
 def test_a_refused_join_stops_the_search_before_the_predictors_fit(ray_runner, tmp_path):
     # The cluster was joined only after the fit: 5 minutes of FBNet's with an empty cache.
     import ray
@@ -122,6 +133,8 @@ def test_a_refused_join_stops_the_search_before_the_predictors_fit(ray_runner, t
                            "--no-progress"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.splitlines()[-1].startswith("error: cannot join the Ray cluster at ")
+    assert "InvalidAuthToken" in done.stderr.splitlines()[-1]
+    assert len(done.stderr.splitlines()) == 1, "ray.init's 20 s of C++ warnings before it"
     assert not cache.exists() and not (tmp_path / "r").exists()
 
 
