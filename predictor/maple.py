@@ -197,15 +197,15 @@ class MaplePredictor(FewShotPredictor):
         cfg.validate()
         if len(table.devices) < 2:
             raise ValueError("the initial set needs at least 2 devices")
-        if len(table.archs) <= cfg.n_samples:
-            raise ValueError(f"the initial set needs more than n_samples={cfg.n_samples} architectures")
         ignores_input = np.asarray(self.space.ignores_input(table.archs), dtype=bool)
         if ignores_input.shape != (len(table.archs),):
             raise ValueError(f"search space {self.space.name!r}: ignores_input gave shape "
                              f"{ignores_input.shape} for {len(table.archs)} architectures")
-        if np.sum(~ignores_input) < cfg.n_samples:
-            raise ValueError(f"the initial set needs n_samples={cfg.n_samples} architectures whose output "
-                             f"depends on their input; it has {int(np.sum(~ignores_input))}")
+        if not np.any(~ignores_input):
+            # (Fewer than n_samples such archs is no error: the design chooses what there are, and
+            # reference_archs(k) says how many a target can be asked for, naming the k asked.)
+            raise ValueError("the initial set needs an architecture whose output depends on its input, to measure "
+                             "on a target; it has none")
         self.table_ = table
         self.rows_ = self._rows(table.archs)
         self.ignores_input_ = ignores_input
@@ -232,9 +232,11 @@ class MaplePredictor(FewShotPredictor):
         return self
 
     def _designed_references(self, cfg: MapleConfig) -> list[int]:
-        """`_choose_references(cfg, n_samples)`, read from the on-disk cache where `cfg.cache`."""
+        """`_choose_references(cfg, n_samples)` (fewer where the initial set has fewer to measure), read
+        from the on-disk cache where `cfg.cache`."""
+        n_samples = min(cfg.n_samples, self._max_references())
         if not cfg.cache or cfg.references != "designed":
-            return self._choose_references(cfg, cfg.n_samples)
+            return self._choose_references(cfg, n_samples)
         from predictor.cache import ModelCache, fingerprint
 
         fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "cache"}
@@ -242,9 +244,9 @@ class MaplePredictor(FewShotPredictor):
         cache = ModelCache(prefix="maple-refs")
         refs = (cache.load(key) or {}).get("reference_order")
         n = len(self.table_.archs)
-        if not (isinstance(refs, list) and len(refs) == cfg.n_samples == len(set(refs))
+        if not (isinstance(refs, list) and len(refs) == n_samples == len(set(refs))
                 and all(isinstance(r, int) and 0 <= r < n for r in refs)):  # absent or not ours: design again
-            refs = self._choose_references(cfg, cfg.n_samples)
+            refs = self._choose_references(cfg, n_samples)
             cache.save(key, {"reference_order": refs})
         return refs
 

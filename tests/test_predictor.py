@@ -245,8 +245,20 @@ def test_ignores_input_of_the_wrong_shape_or_flagging_everything_is_named(tables
     initial, _ = tables
     with pytest.raises(ValueError, match=r"'nasbench201': ignores_input gave shape \(399,\) for 400 architectures"):
         MaplePredictor(Short()).fit(initial)
-    with pytest.raises(ValueError, match="needs n_samples=3 architectures whose output depends on their input; it has 0"):
+    with pytest.raises(ValueError, match="needs an architecture whose output depends on its input, to measure on a "):
         MaplePredictor(Everything()).fit(initial)
+
+
+def test_tables_of_fewer_architectures_than_samples_serve_the_samples_they_hold(space, tables):
+    # A 2-architecture table was refused for "needing more than n_samples=3", even for --samples 1
+    initial, target = tables
+    two = LatencyTable(initial.devices, initial.archs[:2], initial.latency_ms[:, :2])
+    model = MaplePredictor(space).fit(two)
+    (ref,) = model.reference_archs(1)
+    assert ref in two.archs and sorted(model.reference_archs(2)) == sorted(two.archs)
+    with pytest.raises(ValueError, match="can be asked to measure 1 to 2 of the initial set's architectures, not 3"):
+        model.reference_archs(3)
+    assert np.isfinite(model.adapt({ref: float(target[ref])}).predict(list(initial.archs[:5]))).all()
 
 
 def test_designed_references_are_cached_by_table_and_config(space, tables, tmp_path, monkeypatch):
