@@ -91,12 +91,14 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
             missing = [a for a in archs if a not in profile.samples]
             if missing:
                 raise UsageError(
-                    f"profile {name!r} lacks {len(missing)} of the architectures the predictor asks for; "
-                    f"re-run on that machine: {profile_command(name, space, tables, len(archs))}")
+                    f"profile {name!r} lacks {len(missing)} of the architectures the predictor asks for"
+                    f"{_why_they_differ(profile, tables)}; re-run on that machine: "
+                    f"{profile_command(name, space, tables, len(archs))}")
             return {a: float(profile.samples[a]) for a in archs}
 
-        cpu = profile.machine.get("cpu_model", "unknown CPU")
-        return Target(name, "profile", f"saved profile ({cpu}, {profile.created})", from_profile,
+        on_gpu = profile.measure_config.get("device") == "cuda"
+        label = profile.machine.get("gpu_name" if on_gpu else "cpu_model") or f"unknown {'GPU' if on_gpu else 'CPU'}"
+        return Target(name, "profile", f"saved profile ({label}, {profile.created})", from_profile,
                       details={"profile_machine": profile.machine, "counters": profile.counters})
 
     known = ", ".join(known_devices(table, profiles_dir, space))
@@ -111,6 +113,21 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
     raise UsageError(
         f"unknown device {name!r} for {space.name}: no {origin} table and no saved profile{other}. "
         f"To target that machine, run there: {profile_command(name, space, tables)} (known devices: {known})")
+
+
+def _why_they_differ(profile, tables: Sequence[Path]) -> str:
+    """Why a profile lacks what the predictor asks for: the tables the predictor chose its references
+    from are not those the profile was made for, or these were re-collected since."""
+    from profiler.profiles import resolved_tables
+
+    made_for = profile.tables_made_for()
+    if made_for is None:
+        return ""
+    if profile.tables == resolved_tables(tables):
+        return (f" (it was made for these same tables on {profile.created}; they, or this package's predictor, "
+                "have changed since, and now choose other architectures)")
+    these = f"--tables {' '.join(map(str, tables))}" if tables else "the shipped tables"
+    return f" (it was made for {made_for}, and this search fits on {these})"
 
 
 def _local_target(name: str, space: SearchSpace, batch_size: int, progress: bool) -> Target:

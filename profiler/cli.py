@@ -213,7 +213,8 @@ def _profile(args) -> int:
     from predictor.tables import load_tables
     from profiler.counters import read_counters
     from profiler.measure import MeasurementError
-    from profiler.profiles import ProfileError, check_writable, profile_machine, profile_path, save_profile
+    from profiler.profiles import (ProfileError, check_writable, profile_machine, profile_path, resolved_tables,
+                                   save_profile)
 
     space = _space(args.space)
     config = _measure_config(args)
@@ -259,6 +260,8 @@ def _profile(args) -> int:
     try:
         profile = profile_machine(args.name, space, archs, config, progress=not args.quiet,
                                   counters=args.counters != "off", perf=args.perf)
+        # What chose the architectures: a search on other tables (or these, re-collected) asks for others.
+        profile.tables = None if args.arch else resolved_tables(args.tables)
         if args.counters == "required" and profile.counters == "unavailable":
             raise UsageError(f"--counters required, but they cannot be read: {profile.counters_reason}")
         earlier = _earlier_profile(args.name, space.name, directory)
@@ -298,7 +301,8 @@ def _earlier_profile(name: str, space: str, directory) -> str | None:
         return None
     gpu = p.machine.get("gpu_name")
     machine = p.machine.get("cpu_model", "an unknown CPU") + (f", GPU {gpu}" if gpu else "")
-    return f"the one made on {machine} at {p.created}"
+    made_for = p.tables_made_for()
+    return f"the one made on {machine} at {p.created}" + (f" for {made_for}" if made_for else "")
 
 
 def _collect(args) -> int:

@@ -59,13 +59,27 @@ class DeviceProfile:
     format_version: int = FORMAT_VERSION
     measure_config: dict = field(default_factory=dict)
     conditions: dict = field(default_factory=dict)
+    #: The --tables whose predictor chose the architectures measured, as absolute paths: [] for the
+    #: space's shipped tables; None where --arch chose them, or the profile predates this field.
+    tables: list[str] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def tables_made_for(self) -> str | None:
+        """'the shipped tables' or '--tables A B' (what the architectures were chosen from), or None."""
+        if self.tables is None:
+            return None
+        return f"--tables {' '.join(self.tables)}" if self.tables else "the shipped tables"
+
 
 _REQUIRED = ("name", "space", "machine", "torch_version", "threads", "batch_size", "samples", "counters",
              "created", "format_version")
+
+
+def resolved_tables(tables: Sequence) -> list[str]:
+    """`tables` as a profile records them: absolute paths, so that a search from another folder compares alike."""
+    return [os.path.abspath(os.path.expanduser(str(t))) for t in tables]
 
 
 def profiles_dir() -> Path:

@@ -389,12 +389,18 @@ def test_cli_profile_writes_a_loadable_profile(tmp_path):
     assert "warning: --arch: a search for --device box asks the profile for the predictor's reference" in proc.stderr
     p = load_profile("box", "nasbench201", tmp_path)
     assert list(p.samples) == [TINY] and p.counters_reason == "counters not requested"
+    assert p.tables is None, "--arch chose the architectures, not a predictor on some tables"
     assert "replacing" not in proc.stdout
     # profiling again under the name replaces it, and says whose profile went (it was silent)
     again = _cli("profile", "--name", "box", "--arch", TINY2, "--runs", "3", "--warmup", "1", "--quiet",
                  "--counters", "off", "--profiles-dir", str(tmp_path))
     assert again.returncode == 0, again.stderr
     assert f", replacing the one made on {p.machine['cpu_model']} at {p.created}" in again.stdout
+    # one made for tables says which: a profile for other tables is one a search on those still needs
+    save_profile(_profile(name="box", tables=[str(tmp_path / "t")]), tmp_path)
+    again = _cli("profile", "--name", "box", "--arch", TINY2, "--runs", "3", "--warmup", "1", "--quiet",
+                 "--counters", "off", "--profiles-dir", str(tmp_path))
+    assert f", replacing the one made on AMD EPYC at 2026-01-01T00:00:00+00:00 for --tables {tmp_path / 't'}" in again.stdout
     assert list(load_profile("box", "nasbench201", tmp_path).samples) == [TINY2]
 
 
@@ -645,3 +651,41 @@ def test_search_on_a_profile_without_its_references_names_the_command_to_run(tmp
                        cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "lacks 5 of the architectures" in r.stderr
     assert r.stderr.strip().endswith("python -m profiler profile --name box1 --space nasbench201 --samples 5")
+
+
+
+@pytest.mark.parametrize("made_for, why", [
+    # made for a user's tables, searched on the shipped ones: the re-run's command (without --tables)
+    # then replaced the profile without a word about what it was for
+    (["/data/tables"], "(it was made for --tables /data/tables, and this search fits on the shipped tables)"),
+    ([], "(it was made for these same tables on 2026-01-01T00:00:00+00:00; they, or this package's predictor, "
+         "have changed since, and now choose other architectures)"),
+])
+def test_a_profiles_missing_references_are_explained_by_the_tables_it_was_made_for(tmp_path, made_for, why):
+    save_profile(_profile(tables=made_for), tmp_path)
+    r = subprocess.run([sys.executable, "-m", "nas.search", "--device", "box1", "--profiles-dir", str(tmp_path),
+                        "--out", str(tmp_path / "results"), "--no-progress"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and f"lacks 3 of the architectures the predictor asks for {why}; re-run" in r.stderr
+
+
+def test_cli_profile_records_the_tables_its_references_were_chosen_from(tmp_path):
+    proc = _cli("profile", "--name", "box", "--runs", "2", "--warmup", "0", "--quiet", "--counters", "off",
+                "--profiles-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    p = load_profile("box", "nasbench201", tmp_path)
+    assert p.tables == [] and p.tables_made_for() == "the shipped tables" and len(p.samples) == 3
+
+
+def test_a_gpu_profile_is_described_by_its_gpu(tmp_path):
+    # a profile measured with --device cuda was described by the CPU of the machine that drove the GPU
+    from nas.devices import resolve_target
+    from predictor.tables import LatencyTable
+
+    space = get_space("nasbench201")
+    table = LatencyTable.from_long(space.latency_table())
+    for device, label in (("cuda", "NVIDIA H100 80GB HBM3"), ("cpu", "AMD EPYC")):
+        save_profile(_profile(machine={"cpu_model": "AMD EPYC", "gpu_name": "NVIDIA H100 80GB HBM3"},
+                              measure_config={"device": device}), tmp_path)
+        target = resolve_target("box1", space, table, tmp_path)
+        assert target.description == f"saved profile ({label}, 2026-01-01T00:00:00+00:00)"
