@@ -234,8 +234,7 @@ def format_result(result: BenchmarkResult) -> str:
         f"machine: {m['cpu_model']} ({m['logical_cores']} logical cores), torch {m['torch_version']}",
         f"measured {len(result.measured)} archs at batch {result.config['measure']['batch_size']}, "
         f"{result.config['measure']['threads']} thread(s): {result.seconds_per_arch:.2f} s per arch "
-        f"(build + {result.config['measure']['warmup']} warm-up + {result.config['measure']['runs']} runs, "
-        f"in {result.config['measure']['rounds']} interleaved round(s))",
+        f"(build + {MeasureConfig(**result.config['measure']).describe_runs()})",
         f"spread: IQR / median is {100 * np.median(iqr_rel):.1f}% at the median arch, "
         f"{100 * np.max(iqr_rel):.1f}% at worst",
         *result.notes,

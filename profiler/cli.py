@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--space", default="nasbench201", help="search space (default: nasbench201)")
     measure.add_argument("--batch-size", type=_batch_size, default=1, help="inference batch size (default: 1)")
     measure.add_argument("--runs", type=_runs, default=50, help="timed runs per architecture (default: 50)")
-    measure.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs per architecture (default: 10)")
+    measure.add_argument("--warmup", type=int, default=10,
+                         help="untimed warm-up runs per architecture; with --rounds, shared out over the rounds, "
+                              "rounded up, since each round warms up again (default: 10)")
     measure.add_argument("--threads", type=_positive, default=1, help="torch threads while measuring (default: 1)")
     measure.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                          help="where the networks run (default: cpu); counters are always the CPU's")
@@ -273,8 +275,7 @@ def _profile(args) -> int:
           + (f", replacing {earlier}" if earlier else ""))
     print(f"machine: {profile.machine['cpu_model']}" + (f", GPU {profile.machine['gpu_name']}"
                                                         if profile.machine.get("gpu_name") else ""))
-    print(f"batch {profile.batch_size}, {profile.threads} thread(s), {config.runs} runs after {config.warmup} warm-up"
-          + (f", in {config.rounds} interleaved rounds" if config.rounds > 1 else ""))
+    print(f"batch {profile.batch_size}, {profile.threads} thread(s), {config.describe_runs()}")
     print("   median ms      IQR ms      min ms  thread-CPU ms  arch")
     for arch, ms in profile.samples.items():
         s = profile.spreads[arch]

@@ -55,6 +55,20 @@ class MeasureConfig:
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"MeasureConfig.device must be 'cpu' or 'cuda', got {self.device!r}")
 
+    @property
+    def warmup_per_round(self) -> int:
+        """Warm-up runs before each round's timed runs. Each round comes back to an arch whose weights
+        left the caches, so each warms up again, with a share of `warmup` rounded up: at least one
+        run, unless none was asked for."""
+        return -(-int(self.warmup) // min(int(self.rounds), int(self.runs)))
+
+    def describe_runs(self) -> str:
+        """'10 warm-up + 50 runs', or '2 warm-up + 10 runs in each of 5 interleaved rounds'."""
+        rounds = min(int(self.rounds), int(self.runs))
+        if rounds == 1:
+            return f"{self.warmup} warm-up + {self.runs} runs"
+        return f"{self.warmup_per_round} warm-up before each of {rounds} interleaved rounds, {self.runs} runs in all"
+
 
 @dataclass
 class Measurement:
@@ -216,9 +230,7 @@ def measure_archs(space, archs: Sequence[str], config: MeasureConfig, progress: 
 
     modules = {arch: build_or_raise(space, arch) for arch in unique}
     runs = [int(config.runs) // rounds + (r < int(config.runs) % rounds) for r in range(rounds)]
-    # Each pass comes back to an arch whose weights left the caches: warm it up again, with a share of
-    # the warm-up rounded up (at least one run, unless none was asked for: --warmup 0 means none).
-    warmup = -(-int(config.warmup) // rounds)
+    warmup = config.warmup_per_round
     parts: dict[str, list] = {arch: [] for arch in unique}
     with tqdm(total=rounds * len(unique), desc=f"measuring on {config.device} ({rounds} rounds)", unit="arch",
               disable=not progress, file=sys.stderr, leave=False) as bar:

@@ -147,6 +147,10 @@ def test_measure_archs_in_rounds_interleaves_and_keeps_the_run_count(space, monk
     order.clear()
     measure_archs(space, [TINY], MeasureConfig(warmup=0, runs=4, rounds=2), progress=False)
     assert [w for _, w, _ in order] == [0, 0], "--warmup 0 is none: each round warmed up once"
+    # what the profiler prints says what was done: "1 warm-up" was printed for 5 warm-ups in 5 rounds
+    assert MeasureConfig(warmup=1, runs=5, rounds=5).describe_runs() == ("1 warm-up before each of 5 interleaved "
+                                                                        "rounds, 5 runs in all")
+    assert MeasureConfig(warmup=10, runs=50).describe_runs() == "10 warm-up + 50 runs"
 
 
 def test_measure_archs_names_the_arch_that_does_not_build(space):
