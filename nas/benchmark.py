@@ -13,11 +13,10 @@ import dataclasses
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from nas.config import HelpFormatter, SearchConfig, UsageError
+from nas.config import HelpFormatter, SearchConfig, UsageError, path_arg
 
 
 def speedup(args) -> dict:
@@ -206,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=HelpFormatter)
     s.add_argument("--device", default="local", help="local or local-cuda: every candidate is measured on it")
     s.add_argument("--space", default="nasbench201", help="search space")
-    s.add_argument("--tables", type=Path, nargs="+", action="extend", default=[],
+    s.add_argument("--tables", type=path_arg, nargs="+", action="extend", default=[],
                    help="latency tables to train the predictor on, as nas.search --tables (needed for a space "
                         "that ships none)")
     s.add_argument("--pop-size", type=int, default=40, help="NSGA-II population size")
@@ -224,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated worker counts (default: 1,2)")
     t.add_argument("--seed", type=int, default=0, help="seed of the random architectures")
     for sp in (s, x, t):
-        sp.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+        sp.add_argument("--json", type=path_arg, help="also write the figures to this JSON file")
         sp.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 

@@ -19,6 +19,14 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def path_arg(text: str) -> Path:
+    """argparse type of a path option: an empty path, which Path reads as '.' (an unset shell
+    variable, say), is refused rather than taken as the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path: give a file or folder name")
+    return Path(text)
+
+
 class UsageError(Exception):
     """Bad input a user can fix: reported as one line on stderr with exit status 2."""
 

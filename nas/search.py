@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from nas.config import HelpFormatter, SearchConfig, UsageError
+from nas.config import HelpFormatter, SearchConfig, UsageError, path_arg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None,
                    help="dataset whose accuracy is the quality objective (nasbench201: cifar10, cifar100, "
                         "imagenet16-120); default: the space's own")
-    p.add_argument("--tables", type=Path, nargs="+", action="extend", default=[],
+    p.add_argument("--tables", type=path_arg, nargs="+", action="extend", default=[],
                    help="latency tables (parquet/CSV with columns device, arch_str, latency_ms, or folders of "
                         "them) to train the predictor on instead of the space's shipped tables; needed for a "
                         "space that ships none (python -m profiler collect makes them)")
@@ -47,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", default=None,
                    help="join an existing Ray cluster (HOST:PORT, e.g. 10.0.0.1:6379, or 'auto' for the one "
                         "`ray start` began on this machine) instead of starting a local one; see the README")
-    p.add_argument("--out", type=Path, default=SearchConfig.out,
+    p.add_argument("--out", type=path_arg, default=SearchConfig.out,
                    help="results go to OUT/<space>-<device>-<time>/")
-    p.add_argument("--profiles-dir", type=Path, default=None,
+    p.add_argument("--profiles-dir", type=path_arg, default=None,
                    help="where saved device profiles live (default: $HWNAS_PROFILES_DIR or "
                         "~/.local/share/hwnas/profiles)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

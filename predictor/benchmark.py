@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from nas.config import path_arg
 from predictor.baselines import AffineNearestDevice
 from predictor.maple import MapleConfig, MaplePredictor
 from predictor.metrics import latency_scores
@@ -362,11 +363,11 @@ def main(argv=None) -> int:
                         "times per target (default: 1)")
     p.add_argument("--devices", type=device_list, default=None,
                    help="comma-separated targets (default: HELP's meta-test devices of the space)")
-    p.add_argument("--table", type=Path, default=None,
+    p.add_argument("--table", type=path_arg, default=None,
                    help="parquet/CSV with columns device, arch_str, latency_ms: its devices are the unseen "
                         "targets; the initial set stays the shipped devices")
-    p.add_argument("--json", type=Path, default=None, help="write per-device and mean figures to this file")
-    p.add_argument("--plot", type=Path, default=None,
+    p.add_argument("--json", type=path_arg, default=None, help="write per-device and mean figures to this file")
+    p.add_argument("--plot", type=path_arg, default=None,
                    help="draw maple-K's predictions against each target's table to this image (e.g. .png)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)

@@ -13,6 +13,7 @@ import sys
 import warnings
 from typing import Sequence
 
+from nas.config import path_arg
 from profiler.counters import DEFAULT_EVENTS
 
 USAGE_ERROR = 2
@@ -79,10 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how many reference archs the predictor picks (default: 3, as in MAPLE)")
     p.add_argument("--arch", action="append", metavar="ARCH",
                    help="measure this architecture instead of the predictor's choice (repeatable)")
-    p.add_argument("--tables", nargs="+", metavar="PATH", action="extend", default=[],
+    p.add_argument("--tables", type=path_arg, nargs="+", metavar="PATH", action="extend", default=[],
                    help="the latency tables the search will train on (its --tables): the predictor picks the "
                         "reference archs from them; needed for a space that ships none")
-    p.add_argument("--profiles-dir", help="directory for profiles (default: $HWNAS_PROFILES_DIR or "
+    p.add_argument("--profiles-dir", type=path_arg, help="directory for profiles (default: $HWNAS_PROFILES_DIR or "
                                           "~/.local/share/hwnas/profiles)")
     p.add_argument("--counters", choices=("auto", "required", "off"), default="auto",
                    help="auto: record counters where perf can read them, else record why not (default); "
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "one at another batch size, counts as one.")
     c.add_argument("--n", type=_n_archs, default=200, help="architectures to measure (default: 200)")
     c.add_argument("--seed", type=_seed, default=0, help="seed of the random architectures (default: 0)")
-    c.add_argument("--out", default="tables", help="folder of latency tables (default: tables)")
+    c.add_argument("--out", type=path_arg, default="tables", help="folder of latency tables (default: tables)")
     c.add_argument("--device-name", default=None,
                    help="name of this machine in the table (default: host-<hostname>-b<batch>)")
 
@@ -110,10 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n", type=_n_archs, default=100, help="random architectures to measure (default: 100)")
     b.add_argument("--seed", type=_seed, default=0, help="seed of the random architectures (default: 0)")
     b.add_argument("--reference", type=_positive, default=3, help="reference archs to adapt from (default: 3)")
-    b.add_argument("--tables", nargs="+", metavar="PATH", action="extend", default=[],
+    b.add_argument("--tables", type=path_arg, nargs="+", metavar="PATH", action="extend", default=[],
                    help="latency tables to fit the predictor on instead of the space's shipped ones (as "
                         "nas.search --tables); needed for a space that ships none")
-    b.add_argument("--json", metavar="PATH", help="also write every measurement and prediction to PATH")
+    b.add_argument("--json", type=path_arg, metavar="PATH", help="also write every measurement and prediction to PATH")
     return parser
 
 
@@ -408,7 +409,7 @@ def _benchmark(args) -> int:
     if args.n < 2:
         raise UsageError("--n must be at least 2: a Spearman needs two architectures to rank")
     space = _space(args.space)
-    config = BenchmarkConfig(space=space.spec, tables=tuple(args.tables), n=args.n, seed=args.seed,
+    config = BenchmarkConfig(space=space.spec, tables=tuple(map(str, args.tables)), n=args.n, seed=args.seed,
                              n_reference=args.reference, measure=_measure_config(args))
     if args.json:
         _check_writable_file(args.json)  # before minutes of measuring, not after

@@ -322,3 +322,18 @@ def test_a_speedup_below_one_keeps_its_decimals(capsys):
                    "wall_s_measure_all": 0.53, "unique_measured_measure_all": 60, "speedup": 0.0512,
                    "hv_predictor_front": 0.5, "hv_measured_front": 0.5, "hv_ratio": 1.0})
     assert "speedup                :     0.05x" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("nas.search", ["--out", ""]), ("nas.search", ["--tables", "a.csv", ""]), ("nas.search", ["--profiles-dir", " "]),
+    ("nas.benchmark", ["speedup", "--json", ""]), ("predictor.benchmark", ["--plot", ""]),
+    ("predictor.tune", ["--json", ""]), ("profiler.cli", ["collect", "--out", ""]),
+    ("profiler.cli", ["benchmark", "--json", ""]), ("profiler.cli", ["profile", "--name", "x", "--profiles-dir", ""]),
+])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(module, argv, capsys):
+    # `--out "$OUT"` with OUT unset wrote the run into the current folder; `--json ''` wrote no JSON
+    import importlib
+
+    with pytest.raises(SystemExit) as exc:
+        importlib.import_module(module).main(argv)
+    assert exc.value.code == 2 and "an empty path: give a file or folder name" in capsys.readouterr().err
