@@ -81,6 +81,7 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
         return Target(name, "table", f"{origin} {space.name} latency table", from_table, column)
 
     from profiler.profiles import ProfileError, load_profile, profile_path, saved_profiles
+    from profiler.profiles import profiles_dir as default_profiles_dir
 
     try:
         profile = load_profile(name, space.name, profiles_dir, redo=profile_command(name, space, tables))
@@ -111,7 +112,8 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
     elsewhere = [s for n, s in saved_profiles(profiles_dir) if n == name]
     other = f" ({name!r} has a profile for {', '.join(elsewhere)} only)" if elsewhere else ""
     raise UsageError(
-        f"unknown device {name!r} for {space.name}: no {origin} table and no saved profile{other}. "
+        f"unknown device {name!r} for {space.name}: no {origin} table and no saved profile{other} in "
+        f"{profiles_dir or default_profiles_dir()}. "
         f"To target that machine, run there: {profile_command(name, space, tables)} (known devices: {known})")
 
 

@@ -204,7 +204,8 @@ def test_a_profile_made_for_another_space_is_named(tmp_path):
     r = run_cli("--device", "box", "--space", "fbnet", "--profiles-dir", str(profiles), "--out", str(tmp_path / "out"),
                 "--no-progress")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
-    assert "no saved profile ('box' has a profile for nasbench201 only)" in r.stderr
+    # where it looked: a mistyped --profiles-dir read as "no saved profile" alone
+    assert f"no saved profile ('box' has a profile for nasbench201 only) in {profiles}. " in r.stderr
     assert "python -m profiler profile --name box --space fbnet" in r.stderr
     r = run_cli("--device", "bo", "--space", "fbnet", "--profiles-dir", str(profiles), "--out", str(tmp_path / "out"),
                 "--no-progress")
