@@ -326,6 +326,9 @@ def _collect(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder (the tables of every device go there)")
+    if (out / f"{device}.csv").is_dir():  # "give a file name" would be the wrong advice: --out is a folder
+        raise UsageError(f"cannot write this device's table {out / f'{device}.csv'}: a folder of that name is in the "
+                         "way; move it, or give another --device-name")
     _check_writable_file(str(out / f"{device}.csv"))  # before minutes of measuring, not after
     try:
         archs = collect_archs(space, args.n, args.seed)

@@ -562,6 +562,15 @@ def test_cli_collect_into_a_file_says_it_is_not_a_folder(tmp_path):
     assert (tmp_path / "tables").read_text() == ""
 
 
+def test_cli_collect_onto_a_folder_named_as_the_devices_table_says_so(tmp_path):
+    # it said "it is a folder; give a file name", while --out takes a folder
+    (tmp_path / "tables" / "box.csv").mkdir(parents=True)
+    proc = _cli("collect", "--n", "2", "--quiet", "--device-name", "box", "--out", str(tmp_path / "tables"))
+    assert proc.returncode == 2 and proc.stderr == (f"error: cannot write this device's table {tmp_path / 'tables' / 'box.csv'}"
+                                                    ": a folder of that name is in the way; move it, or give another "
+                                                    "--device-name\n")
+
+
 def test_cli_collect_says_when_it_replaces_a_devices_table(tmp_path):
     # a second collect under the same device name silently replaced the first one's measurements
     out = tmp_path / "tables"
