@@ -105,7 +105,7 @@ def saved_profiles(directory: Path | str | None = None) -> list[tuple[str, str]]
     directory = Path(directory or profiles_dir())
     if not directory.is_dir():
         return []
-    found = (tuple(p.name[: -len(".json")].rsplit("--", 1)) for p in directory.glob("*--*.json"))
+    found = (tuple(p.name[: -len(".json")].rsplit("--", 1)) for p in directory.glob("*--*.json") if p.is_file())
     # A file under a name no profile can have (an older version's, or hand-made) would be listed, and
     # offered as a device, though no search can find it.
     return sorted((name, space) for name, space in found if not name_problem(name))

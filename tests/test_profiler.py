@@ -236,6 +236,7 @@ def test_profile_names_that_cannot_be_files(tmp_path):
     assert profile_path("a" * 100, "nasbench201").name == "a" * 100 + "--nasbench201.json"
     # a stray file under a name no profile can have (saved by an older version) is not listed as one
     (tmp_path / "box1\n--nasbench201.json").write_text("{}")
+    (tmp_path / "box2--nasbench201.json").mkdir()  # nor a folder under a profile's name
     save_profile(_profile(), tmp_path)
     assert saved_profiles(tmp_path) == [("box1", "nasbench201")]
 
