@@ -538,6 +538,8 @@ def test_cli_seed_must_be_non_negative():
     ("--batch-size", "99999999999999999999", "a positive integer up to 65536"),
     ("--runs", "1000000000000", "a positive integer up to 100000"),
     ("--n", "99999999999999999999999", "a positive integer up to 1000000"),
+    ("--warmup", "1000000000", "an integer from 0 to 100000"),  # ran for days
+    ("--warmup", "-1", "an integer from 0 to 100000"),
 ])
 def test_cli_refuses_absurd_sizes_naming_the_option(tmp_path, option, value, expected):
     proc = _cli("collect", option, value, "--quiet", "--out", str(tmp_path / "t"))
