@@ -161,9 +161,10 @@ def check_cluster_address(address: str) -> None:
     ray://, a node's port); a refused token costs it 20 s of warnings. A connection and one GCS call
     say each in a second.
     """
-    where = repr(address)
+    where, recorded = repr(address), False
     if address == "auto":
         address, source = _auto_address()
+        recorded = source != "RAY_ADDRESS"
         if address == "auto":
             return  # this Ray finds clusters some other way: ray.init will say if there is none
         where = f"{address!r} (from {source}, for --ray-address auto)"
@@ -183,7 +184,9 @@ def check_cluster_address(address: str) -> None:
                          f"start the cluster there first: {start}") from None
     if reply is None or (len(reply) >= 4 and reply[3] == 4):
         if not address.startswith("ray://"):  # a Ray Client server is no GCS, rightly
-            _check_gcs(address, where)
+            # ray.init("auto") takes the token `ray start` saved on this machine for the cluster it
+            # recorded, where a plain client sends none: a refusal here would not be ray.init's.
+            _check_gcs(address, where, token_refusal_is_final=not recorded)
         return
     if reply[:1] in (b"\x15", b"\x16"):  # a TLS alert or handshake record
         raise UsageError(f"the server at {where} speaks TLS: set RAY_USE_TLS=1 and the certificate variables the "
@@ -193,8 +196,9 @@ def check_cluster_address(address: str) -> None:
                      f"`ray start --head --port` was given (6379 by default; the dashboard's 8265 is not it)")
 
 
-def _check_gcs(address: str, where: str) -> None:
-    """UsageError where the gRPC server at `address` is not a Ray GCS, or refuses this client's token."""
+def _check_gcs(address: str, where: str, token_refusal_is_final: bool = True) -> None:
+    """UsageError where the gRPC server at `address` is not a Ray GCS, or refuses this client's token
+    (where `token_refusal_is_final`)."""
     try:
         import ray.exceptions
         from ray._raylet import GcsClient  # not public API: guarded
@@ -216,7 +220,7 @@ def _check_gcs(address: str, where: str) -> None:
         thread.start()
         thread.join(timeout=15)
     exc = outcome[0] if outcome else None
-    if isinstance(exc, getattr(ray.exceptions, "AuthenticationError", ())):
+    if token_refusal_is_final and isinstance(exc, getattr(ray.exceptions, "AuthenticationError", ())):
         raise UsageError(f"cannot join the Ray cluster at {where}: {_auth_advice(str(exc))}") from None
     if isinstance(exc, ray.exceptions.RpcError) and getattr(exc, "rpc_code", None) == 12:  # UNIMPLEMENTED
         raise UsageError(f"a gRPC server answers at {where}, but not a Ray cluster's GCS: give the port `ray start "

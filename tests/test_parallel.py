@@ -108,6 +108,24 @@ def test_a_rays_address_and_auto_pass_the_check(ray_runner, monkeypatch):
 
 
 @pytest.mark.slow
+def test_auto_passes_the_check_where_ray_init_would_take_the_saved_token(ray_runner, tmp_path):
+    # For the cluster `ray start` recorded, ray.init("auto") sends the token saved on this machine even
+    # where RAY_AUTH_MODE is unset; the GCS probe sent none, and refused the head node's own cluster
+    import ray
+
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        pytest.skip("the Ray here runs without token authentication")
+    (tmp_path / "ray").mkdir()  # where `ray start` records its cluster, under RAY_TMPDIR
+    (tmp_path / "ray" / "ray_current_cluster").write_text(ray.get_runtime_context().gcs_address)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
+    env.update(RAY_TMPDIR=str(tmp_path),
+               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+    done = subprocess.run([sys.executable, "-c", "from nas.parallel import check_cluster_address as c; c('auto')"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.slow
 def test_another_of_rays_grpc_servers_is_not_taken_for_a_cluster(ray_runner):
     # a node's port (as the Ray Client port, 10001, would be): ray.init waited on it for minutes
     import ray
