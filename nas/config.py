@@ -23,7 +23,8 @@ def path_arg(text: str) -> Path:
     """argparse type of a path option: an empty path, which Path reads as '.' (an unset shell
     variable, say), is refused rather than taken as the current folder."""
     if not text.strip():
-        raise argparse.ArgumentTypeError("an empty path: give a file or folder name")
+        raise argparse.ArgumentTypeError(f"an empty path{'' if not text else ' (blanks only)'}: give a file or "
+                                         "folder name")
     return Path(text)
 
 

@@ -93,7 +93,7 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
             if missing:
                 raise UsageError(
                     f"profile {name!r} lacks {len(missing)} of the architectures the predictor asks for"
-                    f"{_why_they_differ(profile, tables)}; re-run on that machine: "
+                    f"{_why_it_lacks(profile, archs, table, tables)}; re-run on that machine: "
                     f"{profile_command(name, space, tables, len(archs))}")
             return {a: float(profile.samples[a]) for a in archs}
 
@@ -117,19 +117,22 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
         f"To target that machine, run there: {profile_command(name, space, tables)} (known devices: {known})")
 
 
-def _why_they_differ(profile, tables: Sequence[Path]) -> str:
-    """Why a profile lacks what the predictor asks for: the tables the predictor chose its references
-    from are not those the profile was made for, or these were re-collected since."""
-    from profiler.profiles import resolved_tables
-
+def _why_it_lacks(profile, archs: Sequence[str], table: LatencyTable, tables: Sequence[Path]) -> str:
+    """Why a profile lacks architectures the predictor asks for: more samples asked for than it was
+    made with (the references are nested), or other tables than it was made for (by their contents:
+    the paths are another machine's), or a predictor that has changed since."""
+    held = len(profile.samples)
+    if len(archs) > held and set(archs[:held]) == set(profile.samples):
+        return f" (it holds the first {held}, as made with --samples {held}, and this search asks for {len(archs)})"
     made_for = profile.tables_made_for()
-    if made_for is None:
+    if made_for is None or profile.tables_digest is None:
         return ""
-    if profile.tables == resolved_tables(tables):
-        return (f" (it was made for these same tables on {profile.created}; they, or this package's predictor, "
-                "have changed since, and now choose other architectures)")
+    if profile.tables_digest == table.digest():
+        return (f" (it was made on {profile.created} for tables of the same contents as this search's; this "
+                "package's predictor has changed since, and now chooses other architectures)")
     these = f"--tables {' '.join(map(str, tables))}" if tables else "the shipped tables"
-    return f" (it was made for {made_for}, and this search fits on {these})"
+    return (f" (it was made on {profile.created} for {made_for}, whose contents differ from the tables this search "
+            f"fits on, {these})")
 
 
 def _local_target(name: str, space: SearchSpace, batch_size: int, progress: bool) -> Target:

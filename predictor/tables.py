@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 from dataclasses import dataclass
 from typing import Sequence
@@ -52,6 +53,13 @@ class LatencyTable:
     def __post_init__(self):
         if self.latency_ms.shape != (len(self.devices), len(self.archs)):
             raise ValueError("latency_ms must have shape (n_devices, n_archs)")
+
+    def digest(self) -> str:
+        """A hash of the devices, architectures and latencies: the same tables on any machine, under
+        any path, give the same digest."""
+        h = hashlib.sha256("\0".join(self.devices).encode() + b"\1" + "\0".join(self.archs).encode())
+        h.update(np.ascontiguousarray(self.latency_ms, dtype=np.float64).tobytes())
+        return h.hexdigest()[:32]
 
     def select(self, devices: Sequence[str]) -> "LatencyTable":
         idx = [self.devices.index(d) for d in devices]

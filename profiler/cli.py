@@ -263,7 +263,8 @@ def _profile(args) -> int:
         profile = profile_machine(args.name, space, archs, config, progress=not args.quiet,
                                   counters=args.counters != "off", perf=args.perf)
         # What chose the architectures: a search on other tables (or these, re-collected) asks for others.
-        profile.tables = None if args.arch else resolved_tables(args.tables)
+        if not args.arch:
+            profile.tables, profile.tables_digest = resolved_tables(args.tables), table.digest()
         if args.counters == "required" and profile.counters == "unavailable":
             raise UsageError(f"--counters required, but they cannot be read: {profile.counters_reason}")
         earlier = _earlier_profile(args.name, space.name, directory)

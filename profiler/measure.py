@@ -63,7 +63,7 @@ class MeasureConfig:
         return -(-int(self.warmup) // min(int(self.rounds), int(self.runs)))
 
     def describe_runs(self) -> str:
-        """'10 warm-up + 50 runs', or '2 warm-up + 10 runs in each of 5 interleaved rounds'."""
+        """'10 warm-up + 50 runs', or '2 warm-up before each of 5 interleaved rounds, 50 runs in all'."""
         rounds = min(int(self.rounds), int(self.runs))
         if rounds == 1:
             return f"{self.warmup} warm-up + {self.runs} runs"

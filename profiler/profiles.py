@@ -59,9 +59,12 @@ class DeviceProfile:
     format_version: int = FORMAT_VERSION
     measure_config: dict = field(default_factory=dict)
     conditions: dict = field(default_factory=dict)
-    #: The --tables whose predictor chose the architectures measured, as absolute paths: [] for the
-    #: space's shipped tables; None where --arch chose them, or the profile predates this field.
+    #: The --tables whose predictor chose the architectures measured, as absolute paths on the machine
+    #: that made it ([] for the space's shipped tables), and `LatencyTable.digest` of their contents,
+    #: which says on any machine whether a search fits on the same tables. None where --arch chose
+    #: the architectures, or the profile predates these fields.
     tables: list[str] | None = None
+    tables_digest: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -200,7 +203,13 @@ def load_profile(name: str, space: str, directory: Path | str | None = None,
         raise ProfileError(f"profile {path}: machine must be an object; {redo}")
     known = {f.name for f in fields(DeviceProfile)}
     # Unknown keys are ignored rather than refused: a newer writer may add optional fields.
-    return DeviceProfile(**{k: v for k, v in data.items() if k in known})
+    profile = DeviceProfile(**{k: v for k, v in data.items() if k in known})
+    # Optional fields that only explain things: a hand-edited value is read as not recorded.
+    if not (isinstance(profile.tables, list) and all(isinstance(t, str) for t in profile.tables)):
+        profile.tables = None
+    if not isinstance(profile.tables_digest, str):
+        profile.tables_digest = None
+    return profile
 
 
 def name_matches_machine(name: str, model: str) -> bool:

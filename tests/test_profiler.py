@@ -183,6 +183,12 @@ def test_profile_round_trip(tmp_path):
     assert path == tmp_path / "box1--nasbench201.json"
     assert load_profile("box1", "nasbench201", tmp_path) == p
     assert [f.name for f in tmp_path.iterdir()] == [path.name], "no temporary file is left behind"
+    # the optional fields that only explain things, hand-edited: read as not recorded, not a TypeError
+    # after minutes of measuring (profile's "replacing ..." note reads them)
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "tables": [1], "tables_digest": 7}))
+    p = load_profile("box1", "nasbench201", tmp_path)
+    assert p.tables is None and p.tables_digest is None and p.tables_made_for() is None
 
 
 def test_a_saved_profile_follows_the_umask_like_any_file(tmp_path, umask):
@@ -670,15 +676,25 @@ def test_search_on_a_profile_without_its_references_names_the_command_to_run(tmp
 
 
 
-@pytest.mark.parametrize("made_for, why", [
+def _shipped_digest() -> str:
+    from predictor.tables import LatencyTable
+
+    return LatencyTable.from_long(get_space("nasbench201").latency_table()).digest()
+
+
+@pytest.mark.parametrize("made_for, same_contents, why", [
     # made for a user's tables, searched on the shipped ones: the re-run's command (without --tables)
     # then replaced the profile without a word about what it was for
-    (["/data/tables"], "(it was made for --tables /data/tables, and this search fits on the shipped tables)"),
-    ([], "(it was made for these same tables on 2026-01-01T00:00:00+00:00; they, or this package's predictor, "
-         "have changed since, and now choose other architectures)"),
+    (["/data/tables"], False, "(it was made on 2026-01-01T00:00:00+00:00 for --tables /data/tables, whose contents "
+                              "differ from the tables this search fits on, the shipped tables)"),
+    # another machine's path to tables of the same contents: the paths say nothing, the contents do
+    (["/home/pi/tables"], True, "(it was made on 2026-01-01T00:00:00+00:00 for tables of the same contents as this "
+                                "search's; this package's predictor has changed since, and now chooses other "
+                                "architectures)"),
 ])
-def test_a_profiles_missing_references_are_explained_by_the_tables_it_was_made_for(tmp_path, made_for, why):
-    save_profile(_profile(tables=made_for), tmp_path)
+def test_a_profiles_missing_references_are_explained_by_the_tables_it_was_made_for(tmp_path, made_for,
+                                                                                     same_contents, why):
+    save_profile(_profile(tables=made_for, tables_digest=_shipped_digest() if same_contents else "0" * 32), tmp_path)
     r = subprocess.run([sys.executable, "-m", "nas.search", "--device", "box1", "--profiles-dir", str(tmp_path),
                         "--out", str(tmp_path / "results"), "--no-progress"],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -691,6 +707,13 @@ def test_cli_profile_records_the_tables_its_references_were_chosen_from(tmp_path
     assert proc.returncode == 0, proc.stderr
     p = load_profile("box", "nasbench201", tmp_path)
     assert p.tables == [] and p.tables_made_for() == "the shipped tables" and len(p.samples) == 3
+    assert p.tables_digest == _shipped_digest()
+    # a search asking for more samples than the profile was made with says so, not that tables changed
+    r = subprocess.run([sys.executable, "-m", "nas.search", "--device", "box", "--profiles-dir", str(tmp_path),
+                        "--samples", "5", "--out", str(tmp_path / "results"), "--no-progress"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and ("lacks 2 of the architectures the predictor asks for (it holds the first 3, as made "
+                                  "with --samples 3, and this search asks for 5); re-run") in r.stderr
 
 
 def test_a_gpu_profile_is_described_by_its_gpu(tmp_path):

@@ -337,4 +337,5 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(module, argv, c
 
     with pytest.raises(SystemExit) as exc:
         importlib.import_module(module).main(argv)
-    assert exc.value.code == 2 and "an empty path: give a file or folder name" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "an empty path" in err and ": give a file or folder name" in err
