@@ -78,11 +78,10 @@ def initial_table(space, config: BenchmarkConfig):
     unseen device.
     """
     from predictor.tables import load_tables
-    from profiler.collect import default_device_name
+    from profiler.collect import this_machine_name
 
     table = load_tables(space, config.tables)
-    here = f"{default_device_name()}-b{config.measure.batch_size}"
-    initial, left_out = without_this_machine(table, config.tables, config.measure, here)
+    initial, left_out = without_this_machine(table, config.tables, config.measure, this_machine_name(config.measure))
     return initial, [f"{name} {why}" for name, why in left_out.items()]
 
 
@@ -96,9 +95,9 @@ def without_this_machine(table, tables: Sequence, measure: MeasureConfig, target
     same machine at another batch size stays: it is another device.) Raises ValueError, naming what
     was left out, where fewer than two devices remain.
     """
-    from profiler.collect import default_device_name
+    from profiler.collect import this_machine_name
 
-    here = f"{default_device_name()}-b{measure.batch_size}"
+    here = this_machine_name(measure)
     left_out = {here: "(this machine at this batch size) left out of the initial set: the benchmark is for a "
                       "device the predictor has not seen"} if here in table.devices else {}
     for name in sorted(_measured_like_this_run(tables, measure) - {here}):

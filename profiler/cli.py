@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=_seed, default=0, help="seed of the random architectures (default: 0)")
     c.add_argument("--out", type=path_arg, default="tables", help="folder of latency tables (default: tables)")
     c.add_argument("--device-name", default=None,
-                   help="name of this machine in the table (default: host-<hostname>-b<batch>)")
+                   help="name of this machine in the table (default: host-<hostname>-b<batch>, or "
+                        "host-<hostname>-cuda-b<batch> with --device cuda)")
 
     b = sub.add_parser(
         "benchmark", parents=[measure], help="score the predictor on this machine as an unseen device",
@@ -310,13 +311,13 @@ def _earlier_profile(name: str, space: str, directory) -> str | None:
 def _collect(args) -> int:
     from pathlib import Path
 
-    from profiler.collect import collect_archs, collect_table, default_device_name, write_table
+    from profiler.collect import collect_archs, collect_table, this_machine_name, write_table
     from profiler.measure import LOCAL_DEVICES, MeasurementError
     from search_spaces.base import name_problem
 
     space = _space(args.space)
     config = _measure_config(args)
-    device = args.device_name or f"{default_device_name()}-b{config.batch_size}"
+    device = args.device_name or this_machine_name(config)
     problem = name_problem(device)
     if problem:  # the rule of profile names: it names a file, and `..` or a hidden file would surprise
         raise UsageError(f"--device-name {device!r} {problem}")

@@ -27,6 +27,13 @@ def default_device_name() -> str:
     return "host-" + re.sub(r"[^A-Za-z0-9._-]+", "-", socket.gethostname()).strip("-")[:60]
 
 
+def this_machine_name(measure) -> str:
+    """The device name `collect` gives this machine's table where not told one: its host name, then
+    "-cuda" where `measure` (a MeasureConfig) times the GPU, then the batch size. CPU and GPU tables of
+    one host are two devices, and shared one name."""
+    return f"{default_device_name()}{'-cuda' if measure.device == 'cuda' else ''}-b{measure.batch_size}"
+
+
 def collect_archs(space, n: int, seed: int) -> list[str]:
     """`n` distinct random architectures (fewer where the space is smaller).
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -365,6 +366,21 @@ def test_the_speedup_benchmark_runs_on_a_user_space_with_its_tables(tmp_path):
     # proxy scores are no percentage: read as one, 1 - score/100 went negative and the HV left [0, 1]
     assert r["hv_normalisation"].startswith("proxy_score rescaled over both fronts")
     assert 0 < r["hv_predictor_front"] <= 1 and 0 < r["hv_measured_front"] <= 1
+
+
+def test_this_machines_gpu_table_is_another_device_than_its_cpu_table():
+    # both were named host-<name>-b1: collect on the GPU replaced the CPU's table, and a GPU benchmark
+    # left the CPU's table out as "this machine"
+    from predictor.tables import LatencyTable
+    from profiler.benchmark import without_this_machine
+    from profiler.collect import default_device_name, this_machine_name
+
+    cpu, gpu = MeasureConfig(batch_size=2), MeasureConfig(batch_size=2, device="cuda")
+    assert this_machine_name(cpu) == f"{default_device_name()}-b2"
+    assert this_machine_name(gpu) == f"{default_device_name()}-cuda-b2"
+    table = LatencyTable((this_machine_name(cpu), "a", "b"), ("x", "y"), np.ones((3, 2)))
+    assert without_this_machine(table, (), gpu, this_machine_name(gpu))[0].devices == table.devices
+    assert without_this_machine(table, (), cpu, this_machine_name(cpu))[0].devices == ("a", "b")
 
 
 def test_a_search_leaves_out_the_devices_its_config_names(tmp_path):
