@@ -2,7 +2,9 @@
 
 For each target device: fit on the initial set (every shipped device except the target), adapt from
 K measured samples (the target's table values at the reference architectures), predict every
-architecture of the target's table, and score ±1% / ±5% / ±10% error-bound accuracy and Spearman's rho.
+architecture of the target's table, and score ±1% / ±5% / ±10% error-bound accuracy and Spearman's rho
+on the ones each method did not measure. A target's table that lacks the design's references (a
+`--table` of random architectures) has them chosen by the same design among the ones it holds.
 
 Side by side:
   maple      ours, adapted from the K reference architectures it names (MAPLE-K)
@@ -76,61 +78,113 @@ def _fitted(space, initial: LatencyTable, config, cache: dict, kind=MaplePredict
 
 def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, config: MapleConfig,
                     fits: dict, methods=METHODS, seeds: int = 1, bar=None,
-                    points: dict | None = None) -> dict[str, dict[str, list[float]]]:
+                    points: dict | None = None, notes: list | None = None) -> dict[str, dict[str, list[float]]]:
     """Scores of every method on one target: {method: {metric: [one value per seed (x trial)]}}.
 
-    `points`, where given, gets maple-K's seed-0 predictions of every architecture ("predicted_ms")
-    beside the table ("true_ms"), for the plot.
+    Each method is scored on the target's architectures it did not measure. Where the target's table
+    lacks the references the design chose (a user's table of random architectures), they are chosen
+    by the same design among the architectures it holds, and `notes` (where given) says so, as it
+    says why a method is not scored (NaN). `points`, where given, gets maple-K's seed-0 predictions of
+    every architecture ("predicted_ms") beside the table ("true_ms"), for the plot.
     """
     archs = list(truth.index)
     true = truth.to_numpy()
     out = {m: {key: [] for key in KEYS} for m in methods}
+    said = set()
 
-    def sample(which, column):
-        missing = [a for a in which if a not in truth.index]
-        if missing:
-            raise UsageError(
-                f"target {truth.name!r} lacks {len(missing)} of the {len(which)} reference architectures the "
-                f"{_label(column, k)} column adapts from: its table must hold them all ({', '.join(missing[:10])}"
-                f"{f' and {len(missing) - 10} more' if len(missing) > 10 else ''}). To "
-                f"score this machine, python -m profiler benchmark measures them along with the test architectures")
-        return {a: float(truth[a]) for a in which}
+    def note(text):
+        if notes is not None and text not in said:
+            said.add(text)
+            notes.append(text)
 
-    def score(method, pred):
-        for key, v in latency_scores(pred, true).items():
+    def held_references(model, n):
+        """(`model`'s n references, None), chosen among the target's architectures where its table
+        lacks the design's; (None, why) where they cannot be had."""
+        try:
+            refs = model.reference_archs(n)
+        except ValueError:  # more than the initial set offers: look among the target's
+            refs = None
+        if refs is not None and set(refs) <= set(truth.index):
+            return refs, None
+        if not isinstance(model, MaplePredictor):
+            return None, f"the table lacks the {n} architectures it adapts from"
+        try:
+            refs = model.reference_archs_among(n, archs)
+        except ValueError as exc:
+            return None, str(exc)
+        note(f"the table lacks the design's references: {n} chosen by the design among its {len(archs)} "
+             f"architectures")
+        return refs, None
+
+    def score(method, pred, measured):
+        """`pred` scored on the architectures `measured` left out: an architecture the method adapted
+        from is no prediction."""
+        keep = ~truth.index.isin(list(measured))
+        if keep.sum() < 2:
+            note(f"{_label(method, k)} not scored: fewer than 2 architectures left to predict")
+            scores = {key: float("nan") for key in KEYS}
+        else:
+            scores = latency_scores(np.asarray(pred)[keep], true[keep])
+        for key, v in scores.items():
             out[method][key].append(v)
+
+    def adapted(model, refs):
+        return model.adapt({a: float(truth[a]) for a in refs}).predict(archs)
+
+    def unscored(method):
+        for key in KEYS:
+            out[method][key].append(float("nan"))
 
     for seed in range(seeds):
         cfg = dataclasses.replace(config, n_samples=k, seed=seed)
         maple = _fitted(space, initial, cfg, fits)
-        refs = maple.reference_archs(k)
+        refs, why = held_references(maple, k)
+        if refs is None:  # no maple-K: every column that adapts from its references goes too
+            raise UsageError(f"target {truth.name!r}: {why}")
         if "maple" in methods:
-            pred = maple.adapt(sample(refs, "maple")).predict(archs)
-            score("maple", pred)
+            pred = adapted(maple, refs)
+            score("maple", pred, refs)
             if points is not None and seed == 0:
-                points.update(true_ms=true, predicted_ms=np.asarray(pred, dtype=float))
+                points.update(true_ms=true, predicted_ms=np.asarray(pred, dtype=float),
+                              measured=truth.index.isin(refs))
         if "maple-10" in methods:
-            score("maple-10", maple.adapt(sample(maple.reference_archs(max(10, k)), "maple-10")).predict(archs))
+            refs10, why = held_references(maple, max(10, k))
+            if refs10 is None:
+                note(f"maple-10 not scored: {why}")
+                unscored("maple-10")
+            else:
+                score("maple-10", adapted(maple, refs10), refs10)
         if "full-fit" in methods and seed == 0:
-            score("full-fit", maple.whole_table_fit(archs, true))
+            score("full-fit", maple.whole_table_fit(archs, true), ())  # fitted to every one: the ceiling
         if "no-desc" in methods:
             no_desc = _fitted(space, initial, dataclasses.replace(cfg, use_descriptor=False), fits)
-            score("no-desc", no_desc.adapt(sample(refs, "no-desc")).predict(archs))
+            score("no-desc", adapted(no_desc, refs), refs)
         if "mlp" in methods:
             mlp = _fitted(space, initial, TwoTowerConfig(n_samples=k, seed=seed), fits, TwoTowerPredictor)
-            score("mlp", mlp.adapt(sample(mlp.reference_archs(k), "mlp")).predict(archs))
+            mlp_refs, why = held_references(mlp, k)
+            if mlp_refs is None:
+                note(f"mlp not scored: {why}")
+                unscored("mlp")
+            else:
+                score("mlp", adapted(mlp, mlp_refs), mlp_refs)
         if "affine" in methods and seed == 0:
             # deterministic and seed-free: scored once
-            known = set(initial.archs)
-            if set(archs) <= known:
-                score("affine", AffineNearestDevice().fit(initial).adapt(sample(refs, "affine")).predict(archs))
+            if k < 3:
+                # two parameters fit 1 or 2 samples exactly on every device: the copy would be arbitrary
+                note(f"affine not scored: an affine map fits {k} sample(s) exactly on every device, so the "
+                     "device it copies would be arbitrary")
+                unscored("affine")
+            elif set(archs) <= set(initial.archs):
+                score("affine", AffineNearestDevice().fit(initial).adapt({a: float(truth[a]) for a in refs})
+                      .predict(archs), refs)
             else:  # it copies a table device, which lacks these archs: not scored (NaN), never a 0
-                for key in KEYS:
-                    out["affine"][key].append(float("nan"))
+                note("affine not scored: it copies a table device, and the tables lack some of the target's "
+                     "architectures")
+                unscored("affine")
         for t in range(trials):
             if "rand" in methods:
                 drawn = list(np.random.default_rng(t).choice(archs, size=min(k, len(archs)), replace=False))
-                score("rand", maple.adapt(sample(drawn, "rand")).predict(archs))
+                score("rand", adapted(maple, drawn), drawn)
             if bar is not None:
                 bar.update(1)
     return out
@@ -182,22 +236,22 @@ def run(space_name: str, k: int, trials: int, devices=None, table_path=None, con
     fits: dict = {}
     if k >= 10:  # the maple-10 column (max(10, K) references) would repeat maple-K
         methods = tuple(m for m in methods if m != "maple-10")
-    per_device, points = {}, {}
+    per_device, points, notes = {}, {}, {}
     bar = tqdm(total=len(targets) * seeds * trials, desc="targets x seeds x trials", unit="trial",
                disable=not progress)
     with bar:  # closed before an error is printed, so that the message is not drawn over
         for name, initial, truth in targets:
             bar.set_postfix(device=name)
             truth.name = name
-            points[name] = {}
+            points[name], notes[name] = {}, []
             scores = evaluate_target(space, initial, truth, k, trials, config, fits, methods, seeds, bar,
-                                     points[name])
+                                     points[name], notes[name])
             per_device[name] = {m: {**{key: _mean(v) for key, v in s.items()},
                                     **{f"{key}_std": _std(v) for key, v in s.items()}}
                                 for m, s in scores.items()}
             fits.clear()  # a target's fits are no use to the next target (its initial set differs)
     return {"space": space_name, "samples": k, "trials": trials, "seeds": seeds, "per_device": per_device,
-            "points": points}
+            "points": points, "notes": {name: n for name, n in notes.items() if n}}
 
 
 def _mean(values) -> float:
@@ -235,7 +289,8 @@ def as_json(result: dict) -> dict:
                              for key in KEYS}
                          for m in next(iter(per_device.values()))["baselines"]} if per_device else {}
     return _finite_or_none({"space": result["space"], "samples": result["samples"], "trials": result["trials"],
-                            "seeds": result.get("seeds", 1), "per_device": per_device, "mean": mean})
+                            "seeds": result.get("seeds", 1), "per_device": per_device, "mean": mean,
+                            "notes": result.get("notes", {})})
 
 
 def format_table(result: dict) -> str:
@@ -244,7 +299,8 @@ def format_table(result: dict) -> str:
     head = f"{'device':<15}{'±1%':>7}{'±5%':>7}" + "".join(
         f"{_label(m, k) + ' ±10%':>16}{'rho':>7}" for m in methods)
     seeds = result.get("seeds", 1)
-    lines = [f"{result['space']}: {k} samples; ±1%/±5% are maple-{k}'s; mean over {seeds} regressor seed(s), "
+    lines = [f"{result['space']}: {k} sample{'s' if k != 1 else ''}; each method scored on the architectures it "
+             f"did not measure; ±1%/±5% are maple-{k}'s; mean over {seeds} regressor seed(s), "
              f"rand-{k} also over {result['trials']} draws; ± = std (omitted when 0)", head]
     # A list, not a dict keyed by name: a target called MEAN must not replace its own row.
     rows = list(result["per_device"].items())
@@ -262,9 +318,10 @@ def format_table(result: dict) -> str:
             cell = f"{s['within_10pct']:.3f}" + (f"±{std:.3f}" if std else "")
             line += f"{cell:>16}{s['spearman']:7.3f}"
         lines.append(line)
+    for name, said in result.get("notes", {}).items():
+        lines += [f"{name}: {text}" for text in said]
     if any(not np.isfinite(d[m]["within_10pct"]) for d in result["per_device"].values() for m in methods):
-        lines.append("n/a: not scored (affine copies a table device, and the tables lack some of the target's "
-                     "architectures); a mean over targets is n/a where one of them is")
+        lines.append("n/a: not scored (why is said above); a mean over targets is n/a where one of them is")
     return "\n".join(lines)
 
 
@@ -288,7 +345,10 @@ def plot_predictions(result: dict, path: Path) -> None:
         line = np.geomspace(lo, hi, 50)
         ax.fill_between(line, line / 1.1, line * 1.1, color="0.85", label="±10%")
         ax.plot(line, line, color="0.5", lw=0.8)
-        ax.scatter(true, pred, s=2, alpha=0.3, color="tab:blue", rasterized=True, zorder=3)
+        measured = p.get("measured", np.zeros(len(true), dtype=bool))
+        ax.scatter(true[~measured], pred[~measured], s=2, alpha=0.3, color="tab:blue", rasterized=True, zorder=3)
+        ax.scatter(true[measured], pred[measured], s=30, marker="x", color="tab:red", zorder=4,
+                   label=f"the {int(measured.sum())} it adapted from (not scored)")
         ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="table latency (ms)",
                ylabel=f"maple-{k} predicted (ms)")
         for axis in (ax.xaxis, ax.yaxis):  # plain numbers; 1-2-5 ticks where the table spans under 2 decades
@@ -297,7 +357,7 @@ def plot_predictions(result: dict, path: Path) -> None:
             axis.set_minor_formatter(NullFormatter())
         s = result["per_device"][name]["maple"]
         ax.set_title(f"{name}: ±10% {s['within_10pct']:.3f}, rho {s['spearman']:.3f}\n"
-                     f"{len(true)} architectures", fontsize=10)
+                     f"{int((~measured).sum())} architectures scored", fontsize=10)
         ax.legend(loc="upper left", fontsize=8)
     for ax in axes.flat[len(points):]:
         ax.axis("off")
@@ -365,7 +425,8 @@ def main(argv=None) -> int:
                    help="comma-separated targets (default: HELP's meta-test devices of the space)")
     p.add_argument("--table", type=path_arg, default=None,
                    help="parquet/CSV with columns device, arch_str, latency_ms: its devices are the unseen "
-                        "targets; the initial set stays the shipped devices")
+                        "targets; the initial set stays the shipped devices. Where the table lacks the design's "
+                        "references (random architectures, say), the design chooses among the ones it holds")
     p.add_argument("--json", type=path_arg, default=None, help="write per-device and mean figures to this file")
     p.add_argument("--plot", type=path_arg, default=None,
                    help="draw maple-K's predictions against each target's table to this image (e.g. .png)")
@@ -376,6 +437,11 @@ def main(argv=None) -> int:
             raise UsageError("--samples, --trials and --seeds must be positive integers")
         for out in (args.json, args.plot):
             check_output_folder(out)
+        outputs = [o.resolve() for o in (args.json, args.plot) if o is not None]
+        if args.table is not None and args.table.resolve() in outputs:  # the measured table, overwritten
+            raise UsageError(f"--table {args.table} is also an output: give --json and --plot other names")
+        if len(set(outputs)) < len(outputs):
+            raise UsageError(f"--json and --plot name the same file {args.json}: give each its own")
         if args.plot is not None:
             check_image_format(args.plot)
         result = run(args.space, args.samples, args.trials, args.devices, args.table,
@@ -392,10 +458,13 @@ def main(argv=None) -> int:
         if out is None:
             continue
         try:
-            write()
+            write()  # through a temporary file: never half of one
         except OSError as exc:  # the figures are printed above: only the file is lost
             print(f"error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            print(f"interrupted: the figures are printed above; {out} was not written", file=sys.stderr)
+            return 130
         print(f"wrote {out}")
     return 0
 

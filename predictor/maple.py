@@ -296,57 +296,86 @@ class MaplePredictor(FewShotPredictor):
             return np.sort(rng.choice(typical, cfg.design_candidates, replace=False))
         return typical
 
-    def _choose_references(self, cfg: MapleConfig, k: int, start: Sequence[int] = ()) -> list[int]:
+    def _choose_references(self, cfg: MapleConfig, k: int, start: Sequence[int] = (), pool=None) -> list[int]:
+        """Indices of `k` references, extending `start`: into the initial set, or into `pool`, a tuple
+        (design rows, candidate indices, ignores-input flags) of other architectures."""
+        rows, candidates, ignores = pool or (self.rows_, self._candidates, self.ignores_input_)
         chosen = [int(c) for c in start]
         if cfg.references == "random":
-            return chosen + self._unchosen(np.random.default_rng(cfg.seed).permutation(len(self.table_.archs)),
-                                           chosen)[: k - len(chosen)]
+            return chosen + self._unchosen(np.random.default_rng(cfg.seed).permutation(len(rows)),
+                                           chosen, ignores)[: k - len(chosen)]
         if not chosen:
             # The first block: the best of many random sets (greedy forward selection commits to a
             # first reference that is best alone, and a good set of three need not contain it).
-            cands = self._candidates
+            cands = candidates
             block = min(cfg.design_block, k, len(cands))
             rng = np.random.default_rng(cfg.seed + 2)
             sets = np.stack([rng.choice(len(cands), block, replace=False) for _ in range(cfg.design_subsets)])
             sets = np.unique(np.sort(sets, axis=1), axis=0)
             # Sets with an arch whose output ignores its input are dropped after the draw, not by
             # drawing from fewer candidates, so that every other set is the same as before.
-            sets = sets[~self.ignores_input_[cands[sets]].any(axis=1)]
+            sets = sets[~ignores[cands[sets]].any(axis=1)]
             from tqdm.auto import tqdm
 
             # The one slow step of a fit (seconds on NB201, half a minute on FBNet): worth a bar.
             with tqdm(total=len(sets), desc=f"choosing {block} reference archs", unit="set", leave=False,
                       disable=not self.progress or not len(sets)) as bar:
-                scores = self._design_scores(cands[sets], bar)
+                scores = self._design_scores(cands[sets], bar, rows)
             if len(sets):
                 chosen = [int(c) for c in cands[sets[int(np.argmax(scores))]]]
         while len(chosen) < min(k, cfg.design_greedy):
-            free = np.array(self._unchosen(self._candidates, chosen), dtype=int)
+            free = np.array(self._unchosen(candidates, chosen, ignores), dtype=int)
             if not len(free):
                 break
             sets = np.column_stack([np.broadcast_to(chosen, (len(free), len(chosen))), free]).astype(int)
-            chosen.append(int(free[int(np.argmax(self._design_scores(sets)))]))
+            chosen.append(int(free[int(np.argmax(self._design_scores(sets, design_rows=rows)))]))
         # The rest at random: unchosen candidates (one per design row) first, then any arch.
         rng = np.random.default_rng(cfg.seed + 4)
-        rest = self._unchosen(np.concatenate([rng.permutation(self._candidates),
-                                              rng.permutation(len(self.table_.archs))]), chosen)
+        rest = self._unchosen(np.concatenate([rng.permutation(candidates), rng.permutation(len(rows))]), chosen,
+                              ignores)
         return chosen + rest[: k - len(chosen)]
 
-    def _unchosen(self, order: Sequence[int], chosen: Sequence[int]) -> list[int]:
+    @staticmethod
+    def _unchosen(order: Sequence[int], chosen: Sequence[int], ignores: np.ndarray) -> list[int]:
         """`order` without `chosen`, repeats and archs whose output ignores their input."""
         seen, out = set(chosen), []
         for c in map(int, order):
-            if c not in seen and not self.ignores_input_[c]:
+            if c not in seen and not ignores[c]:
                 seen.add(c)
                 out.append(c)
         return out
 
+    def reference_archs_among(self, k: int, archs: Sequence[str]) -> list[str]:
+        """The `k` references for a target that has measured only `archs` (a table of random
+        architectures, say): `reference_archs(k)` where `archs` holds them, else the same design run
+        over `archs` alone, one candidate per design row. Which architectures `archs` holds is all
+        that is looked at, never a latency.
+        """
+        self._check_fitted()
+        held = list(dict.fromkeys(archs))
+        if k <= self._max_references() and set(self.reference_archs(k)) <= set(held):
+            return self.reference_archs(k)
+        cfg = self._cfg()
+        rows = self._rows(held)
+        ignores = np.asarray(self.space.ignores_input(held), dtype=bool)
+        usable = np.flatnonzero(~ignores)
+        if not 1 <= k <= len(usable):
+            raise ValueError(f"a target that measured these {len(held)} architectures can be asked for 1 to "
+                             f"{len(usable)} of them, not {k}")
+        _, first = np.unique(rows[usable], axis=0, return_index=True)
+        candidates = np.sort(usable[first])
+        if len(candidates) > cfg.design_candidates:
+            candidates = np.sort(np.random.default_rng(cfg.seed).choice(candidates, cfg.design_candidates,
+                                                                        replace=False))
+        return [held[j] for j in self._choose_references(cfg, k, pool=(rows, candidates, ignores))]
+
     def _max_references(self) -> int:
         return int(np.sum(~self.ignores_input_))  # never one whose output ignores its input
 
-    def _design_scores(self, sets: np.ndarray, bar=None) -> np.ndarray:
+    def _design_scores(self, sets: np.ndarray, bar=None, design_rows: np.ndarray | None = None) -> np.ndarray:
         """Mean ±10% accuracy, over the simulated devices, of the prior conditioned on each set of
-        references (rows of `sets`, architecture indices) as those devices measure them.
+        references (rows of `sets`, architecture indices into `design_rows`, default the initial
+        set's) as those devices measure them.
 
         A simulated device's latencies are its design rows times its costs; its samples carry
         relative noise `design_noise_` (fixed draws shared by every set, so sets are compared on the
@@ -363,7 +392,7 @@ class MaplePredictor(FewShotPredictor):
         out = np.empty(len(sets))
         batch = max(1, int(4e6 // (len(theta) * len(self._eval_rows))))
         for lo in range(0, len(sets), batch):
-            rows = self.rows_[sets[lo:lo + batch]]               # (b, k, p)
+            rows = (self.rows_ if design_rows is None else design_rows)[sets[lo:lo + batch]]   # (b, k, p)
             measured = np.einsum("bkp,mp->bmk", rows, theta) * noise
             gain, step, scale = self.prior_.solve(rows[:, None], measured, cfg.sample_noise)
             at_eval = self._eval_rows @ gain                       # (b, 1, e, k)

@@ -164,7 +164,9 @@ def _checked_rows(df: pd.DataFrame, path) -> pd.DataFrame:
             what = "is empty" if column != "latency_ms" else "is not a positive number"
             raise ValueError(f"latency table {path}: {column} {what} in {int(bad.sum())} row(s), "
                              f"first in row {row + 1} ({shown})")
-    out = pd.DataFrame({"device": df["device"].astype(str), "arch_str": df["arch_str"].astype(str),
+    # Blanks around a name are a slip of whoever wrote the file ("gold_6226 " was another device than
+    # gold_6226, and so left the shipped gold_6226 in a benchmark's initial set).
+    out = pd.DataFrame({"device": df["device"].astype(str).str.strip(), "arch_str": df["arch_str"].astype(str),
                         "latency_ms": latency.astype(np.float64)})
     # What `profiler collect` records of how a device was measured, kept where present: it tells a
     # table of this machine under another name (profiler benchmark).
