@@ -626,3 +626,15 @@ def test_benchmark_leaves_out_the_maple_10_column_where_it_would_repeat_maple_k(
     for k, columns in ((3, {"maple", "maple-10"}), (10, {"maple"})):
         result = run("nasbench201", k, 1, devices=["fpga"], progress=False, methods=("maple", "maple-10"))
         assert set(result["per_device"]["fpga"]) == columns
+
+
+def test_benchmark_does_not_score_affine_below_three_samples(space, tables):
+    # two parameters fit 1 or 2 samples exactly on every device: the copy it printed was arbitrary
+    from predictor.benchmark import evaluate_target
+
+    initial, truth = tables
+    notes = []
+    scores = evaluate_target(space, initial, truth, 2, 1, SMALL, {}, methods=("maple", "affine"), notes=notes)
+    assert np.isnan(scores["affine"]["within_10pct"][0]) and np.isfinite(scores["maple"]["within_10pct"][0])
+    assert notes == ["affine not scored: an affine map fits 2 sample(s) exactly on every device, so the device it "
+                     "copies would be arbitrary"]
