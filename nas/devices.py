@@ -122,7 +122,8 @@ def _why_it_lacks(profile, archs: Sequence[str], table: LatencyTable, tables: Se
     made with (the references are nested), or other tables than it was made for (by their contents:
     the paths are another machine's), or a predictor that has changed since."""
     held = len(profile.samples)
-    if len(archs) > held and set(archs[:held]) == set(profile.samples):
+    # (A profile of --arch architectures holds no references by design, whatever it holds.)
+    if profile.tables is not None and 0 < held < len(archs) and set(archs[:held]) == set(profile.samples):
         return f" (it holds the first {held}, as made with --samples {held}, and this search asks for {len(archs)})"
     made_for = profile.tables_made_for()
     if made_for is None or profile.tables_digest is None:

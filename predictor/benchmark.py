@@ -97,9 +97,9 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
             said.add(text)
             notes.append(text)
 
-    def held_references(model, n):
+    def held_references(model, n, start=()):
         """(`model`'s n references, None), chosen among the target's architectures where its table
-        lacks the design's; (None, why) where they cannot be had."""
+        lacks the design's, extending `start`; (None, why) where they cannot be had."""
         try:
             refs = model.reference_archs(n)
         except ValueError:  # more than the initial set offers: look among the target's
@@ -109,7 +109,7 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
         if not isinstance(model, MaplePredictor):
             return None, f"the table lacks the {n} architectures it adapts from"
         try:
-            refs = model.reference_archs_among(n, archs)
+            refs = model.reference_archs_among(n, archs, start)
         except ValueError as exc:
             return None, str(exc)
         note(f"the table lacks the design's references: {n} chosen by the design among its {len(archs)} "
@@ -148,7 +148,7 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
                 points.update(true_ms=true, predicted_ms=np.asarray(pred, dtype=float),
                               measured=truth.index.isin(refs))
         if "maple-10" in methods:
-            refs10, why = held_references(maple, max(10, k))
+            refs10, why = held_references(maple, max(10, k), start=refs)  # the same model, more samples
             if refs10 is None:
                 note(f"maple-10 not scored: {why}")
                 unscored("maple-10")
@@ -364,9 +364,12 @@ def plot_predictions(result: dict, path: Path) -> None:
     fig.suptitle(f"{result['space']}: maple-{k} on devices it has not seen")
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        fig.savefig(tmp, dpi=110)
+        tmp.replace(path)
+    finally:  # a Ctrl-C or a full disk: no temporary file left behind
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
 
 
 def name_list(kind: str):
@@ -403,8 +406,11 @@ def check_image_format(path: Path) -> None:
 def write_json(path: Path, obj) -> None:
     """Write `obj` as indented JSON, under a temporary name then renamed: never half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        tmp.replace(path)
+    finally:  # a Ctrl-C or a full disk: no temporary file left behind
+        tmp.unlink(missing_ok=True)
 
 
 def _label(method: str, k: int) -> str:

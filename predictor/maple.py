@@ -345,11 +345,12 @@ class MaplePredictor(FewShotPredictor):
                 out.append(c)
         return out
 
-    def reference_archs_among(self, k: int, archs: Sequence[str]) -> list[str]:
+    def reference_archs_among(self, k: int, archs: Sequence[str], start: Sequence[str] = ()) -> list[str]:
         """The `k` references for a target that has measured only `archs` (a table of random
         architectures, say): `reference_archs(k)` where `archs` holds them, else the same design run
-        over `archs` alone, one candidate per design row. Which architectures `archs` holds is all
-        that is looked at, never a latency.
+        over `archs` alone, one candidate per design row, extending `start` (references already
+        chosen among them, so that more samples extend fewer, as `reference_archs` does). Which
+        architectures `archs` holds is all that is looked at, never a latency.
         """
         self._check_fitted()
         held = list(dict.fromkeys(archs))
@@ -367,7 +368,9 @@ class MaplePredictor(FewShotPredictor):
         if len(candidates) > cfg.design_candidates:
             candidates = np.sort(np.random.default_rng(cfg.seed).choice(candidates, cfg.design_candidates,
                                                                         replace=False))
-        return [held[j] for j in self._choose_references(cfg, k, pool=(rows, candidates, ignores))]
+        index = {a: j for j, a in enumerate(held)}
+        start = [index[a] for a in start]  # a KeyError names one that `archs` lacks
+        return [held[j] for j in self._choose_references(cfg, k, start, pool=(rows, candidates, ignores))]
 
     def _max_references(self) -> int:
         return int(np.sum(~self.ignores_input_))  # never one whose output ignores its input

@@ -367,6 +367,12 @@ def test_benchmark_target_without_the_references_chooses_them_among_its_archs(sp
                              methods=("maple", "maple-10"), notes=notes)
     assert notes == [f"the table lacks the design's references: 10 chosen by the design among its "
                      f"{len(holds_three)} architectures"]
+    # ... extending maple-3's, as reference_archs(10) does: 10 samples are 3 and 7 more (it redesigned from
+    # scratch, and kept 1 of the 3)
+    pool = list(holds_three.index)
+    assert fitted.reference_archs_among(10, pool, start=sorted(refs, key=pool.index))[:3] == sorted(refs, key=pool.index)
+    one = fitted.reference_archs_among(1, list(partial.index))
+    assert fitted.reference_archs_among(10, list(partial.index), start=one)[:1] == one
     assert all(np.isfinite(v) for s in scores.values() for v in s["spearman"])
     # a table of 3 archs leaves nothing to score after 3 samples; one of 2 cannot give 3
     notes = []
