@@ -300,7 +300,7 @@ def format_table(result: dict) -> str:
         f"{_label(m, k) + ' ±10%':>16}{'rho':>7}" for m in methods)
     seeds = result.get("seeds", 1)
     lines = [f"{result['space']}: {k} sample{'s' if k != 1 else ''}; each method scored on the architectures it "
-             f"did not measure; ±1%/±5% are maple-{k}'s; mean over {seeds} regressor seed(s), "
+             f"did not measure (full-fit: on all); ±1%/±5% are maple-{k}'s; mean over {seeds} regressor seed(s), "
              f"rand-{k} also over {result['trials']} draws; ± = std (omitted when 0)", head]
     # A list, not a dict keyed by name: a target called MEAN must not replace its own row.
     rows = list(result["per_device"].items())
