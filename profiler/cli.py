@@ -84,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", type=path_arg, nargs="+", metavar="PATH", action="extend", default=[],
                    help="the latency tables the search will train on (its --tables): the predictor picks the "
                         "reference archs from them; needed for a space that ships none")
-    p.add_argument("--profiles-dir", type=path_arg, help="directory for profiles (default: $HWNAS_PROFILES_DIR or "
-                                          "~/.local/share/hwnas/profiles)")
+    p.add_argument("--profiles-dir", type=path_arg,
+                   help="directory for profiles (default: $HWNAS_PROFILES_DIR or ~/.local/share/hwnas/profiles)")
     p.add_argument("--counters", choices=("auto", "required", "off"), default="auto",
                    help="auto: record counters where perf can read them, else record why not (default); "
                         "required: fail (exit 2) when they cannot be read; off: do not try")
@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tables", type=path_arg, nargs="+", metavar="PATH", action="extend", default=[],
                    help="latency tables to fit the predictor on instead of the space's shipped ones (as "
                         "nas.search --tables); needed for a space that ships none")
-    b.add_argument("--json", type=path_arg, metavar="PATH", help="also write every measurement and prediction to PATH")
+    b.add_argument("--json", type=path_arg, metavar="PATH",
+                   help="also write every measurement and prediction to PATH")
     return parser
 
 

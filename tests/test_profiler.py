@@ -411,7 +411,8 @@ def test_cli_profile_writes_a_loadable_profile(tmp_path):
     save_profile(_profile(name="box", tables=[str(tmp_path / "t")]), tmp_path)
     again = _cli("profile", "--name", "box", "--arch", TINY2, "--runs", "3", "--warmup", "1", "--quiet",
                  "--counters", "off", "--profiles-dir", str(tmp_path))
-    assert f", replacing the one made on AMD EPYC at 2026-01-01T00:00:00+00:00 for --tables {tmp_path / 't'}" in again.stdout
+    assert (f", replacing the one made on AMD EPYC at 2026-01-01T00:00:00+00:00 for --tables {tmp_path / 't'}"
+            in again.stdout)
     assert list(load_profile("box", "nasbench201", tmp_path).samples) == [TINY2]
 
 
@@ -575,9 +576,9 @@ def test_cli_collect_onto_a_folder_named_as_the_devices_table_says_so(tmp_path):
     # it said "it is a folder; give a file name", while --out takes a folder
     (tmp_path / "tables" / "box.csv").mkdir(parents=True)
     proc = _cli("collect", "--n", "2", "--quiet", "--device-name", "box", "--out", str(tmp_path / "tables"))
-    assert proc.returncode == 2 and proc.stderr == (f"error: cannot write this device's table {tmp_path / 'tables' / 'box.csv'}"
-                                                    ": a folder of that name is in the way; move it, or give another "
-                                                    "--device-name\n")
+    table = tmp_path / "tables" / "box.csv"
+    assert proc.returncode == 2 and proc.stderr == (f"error: cannot write this device's table {table}: a folder of "
+                                                    "that name is in the way; move it, or give another --device-name\n")
 
 
 def test_cli_collect_says_when_it_replaces_a_devices_table(tmp_path):

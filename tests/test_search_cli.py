@@ -242,7 +242,8 @@ def test_tables_given_twice_add_up():
     assert benchmark_parser().parse_args(["speedup", *twice]).tables == [Path("a.csv"), Path("b.csv"), Path("c.csv")]
     for command in ("profile", "benchmark"):
         name = ["--name", "x"] if command == "profile" else []
-        assert profiler_parser().parse_args([command, *name, *twice]).tables == ["a.csv", "b.csv", "c.csv"]
+        assert profiler_parser().parse_args([command, *name, *twice]).tables == [Path("a.csv"), Path("b.csv"),
+                                                                                 Path("c.csv")]
     assert build_parser().parse_args([]).tables == []
 
 
