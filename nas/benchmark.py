@@ -44,7 +44,7 @@ def speedup(args) -> dict:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     config = dataclasses.replace(config, leave_out=tuple(left_out))
-    notes = [f"{name} {why}" for name, why in left_out.items()]
+    notes = list(left_out.values())
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
 

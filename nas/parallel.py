@@ -117,18 +117,29 @@ class RayRunner(InlineRunner):
             self._ray.shutdown()
 
 
-class _DropTokenNotice(logging.Filter):
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+        return self.text not in record.getMessage()
+
+
+def drop_log_message(logger_name: str, text: str) -> None:
+    """Drop the records of logger `logger_name` that contain `text` (once, however often called):
+    for a notice of Ray's that the user has nothing to do about."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, _DropMessage) and f.text == text for f in logger.filters):
+        logger.addFilter(_DropMessage(text))
 
 
 def quiet_token_notice() -> None:
     """Ray >= 2.59 announces on every local start that it turned token authentication on, and how to
     opt out: a notice about the private Ray of one search, which the user has nothing to do about.
     Only that notice is dropped (a warning that authentication is off still shows)."""
-    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
-    if not any(isinstance(f, _DropTokenNotice) for f in logger.filters):
-        logger.addFilter(_DropTokenNotice())
+    drop_log_message("ray._private.authentication.authentication_token_setup",
+                     "Token authentication is enabled for this Ray cluster")
 
 
 def _ray_failure(exc: Exception) -> str:

@@ -131,9 +131,17 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
     def adapted(model, refs):
         return model.adapt({a: float(truth[a]) for a in refs}).predict(archs)
 
-    def unscored(method):
+    def unscored(method, why):
+        note(f"{_label(method, k)} not scored: {why}")
         for key in KEYS:
             out[method][key].append(float("nan"))
+
+    def score_adapted(method, model, refs, why):
+        """`model` adapted from `refs` and scored, or, where there are none, the reason noted."""
+        if refs is None:
+            unscored(method, why)
+        else:
+            score(method, adapted(model, refs), refs)
 
     for seed in range(seeds):
         cfg = dataclasses.replace(config, n_samples=k, seed=seed)
@@ -147,13 +155,8 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
             if points is not None and seed == 0:
                 points.update(true_ms=true, predicted_ms=np.asarray(pred, dtype=float),
                               measured=truth.index.isin(refs))
-        if "maple-10" in methods:
-            refs10, why = held_references(maple, max(10, k), start=refs)  # the same model, more samples
-            if refs10 is None:
-                note(f"maple-10 not scored: {why}")
-                unscored("maple-10")
-            else:
-                score("maple-10", adapted(maple, refs10), refs10)
+        if "maple-10" in methods:  # the same model, more samples
+            score_adapted("maple-10", maple, *held_references(maple, max(10, k), start=refs))
         if "full-fit" in methods and seed == 0:
             score("full-fit", maple.whole_table_fit(archs, true), ())  # fitted to every one: the ceiling
         if "no-desc" in methods:
@@ -161,26 +164,16 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
             score("no-desc", adapted(no_desc, refs), refs)
         if "mlp" in methods:
             mlp = _fitted(space, initial, TwoTowerConfig(n_samples=k, seed=seed), fits, TwoTowerPredictor)
-            mlp_refs, why = held_references(mlp, k)
-            if mlp_refs is None:
-                note(f"mlp not scored: {why}")
-                unscored("mlp")
-            else:
-                score("mlp", adapted(mlp, mlp_refs), mlp_refs)
+            score_adapted("mlp", mlp, *held_references(mlp, k))
         if "affine" in methods and seed == 0:
             # deterministic and seed-free: scored once
-            if k < 3:
-                # two parameters fit 1 or 2 samples exactly on every device: the copy would be arbitrary
-                note(f"affine not scored: an affine map fits {k} sample(s) exactly on every device, so the "
-                     "device it copies would be arbitrary")
-                unscored("affine")
+            if k < 3:  # two parameters fit 1 or 2 samples exactly on every device: the copy would be arbitrary
+                unscored("affine", f"an affine map fits {k} sample(s) exactly on every device, so the device it "
+                                   "copies would be arbitrary")
             elif set(archs) <= set(initial.archs):
-                score("affine", AffineNearestDevice().fit(initial).adapt({a: float(truth[a]) for a in refs})
-                      .predict(archs), refs)
+                score("affine", adapted(AffineNearestDevice().fit(initial), refs), refs)
             else:  # it copies a table device, which lacks these archs: not scored (NaN), never a 0
-                note("affine not scored: it copies a table device, and the tables lack some of the target's "
-                     "architectures")
-                unscored("affine")
+                unscored("affine", "it copies a table device, and the tables lack some of the target's architectures")
         for t in range(trials):
             if "rand" in methods:
                 drawn = list(np.random.default_rng(t).choice(archs, size=min(k, len(archs)), replace=False))

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import os
 import sys
 import tempfile
@@ -105,7 +104,7 @@ def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers
     import ray
     from ray import tune
 
-    from nas.parallel import quiet_token_notice
+    from nas.parallel import drop_log_message, quiet_token_notice
     from search_spaces.data import device_catalog
 
     cat = device_catalog()
@@ -157,7 +156,9 @@ def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers
                  configure_logging=False)
         started = True
     try:
-        _quiet_resume_hint()
+        # On Ctrl-C Ray Tune says how to resume from the sweep's storage, a temporary folder deleted a
+        # moment later (a sweep takes minutes: it is re-run, not resumed).
+        drop_log_message("ray.tune.tune", "Resume experiment with: Tuner.restore(")
         with tempfile.TemporaryDirectory(prefix="hwnas-tune-") as storage:
             tuner = tune.Tuner(
                 tune.with_resources(trial, {"cpu": 1}),
@@ -186,19 +187,6 @@ def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers
     if not rows:
         raise TrialsFailed("every trial failed; see Ray's log above")
     return sorted(rows, key=lambda r: -r["objective"])
-
-
-class _DropResumeHint(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Resume experiment with: Tuner.restore(" not in record.getMessage()
-
-
-def _quiet_resume_hint() -> None:
-    """On Ctrl-C Ray Tune says how to resume from the sweep's storage, which is a temporary folder
-    deleted a moment later (a sweep takes minutes: it is re-run, not resumed)."""
-    logger = logging.getLogger("ray.tune.tune")
-    if not any(isinstance(f, _DropResumeHint) for f in logger.filters):
-        logger.addFilter(_DropResumeHint())
 
 
 def main(argv=None) -> int:

@@ -82,12 +82,12 @@ def initial_table(space, config: BenchmarkConfig):
 
     table = load_tables(space, config.tables)
     initial, left_out = without_this_machine(table, config.tables, config.measure, this_machine_name(config.measure))
-    return initial, [f"{name} {why}" for name, why in left_out.items()]
+    return initial, list(left_out.values())
 
 
 def without_this_machine(table, tables: Sequence, measure: MeasureConfig, target: str):
     """The initial set of `table` for this machine as an unseen `target`, measured as `measure` says,
-    and {device: why it was left out}.
+    and {device: a note saying why it was left out}.
 
     A user's `tables` may hold this machine: under the name `profiler collect` gives it, or under any
     name where the table records this machine's hardware, batch size and threads (this device under
@@ -98,19 +98,18 @@ def without_this_machine(table, tables: Sequence, measure: MeasureConfig, target
     from profiler.collect import this_machine_name
 
     here = this_machine_name(measure)
-    left_out = {here: "(this machine at this batch size) left out of the initial set: the benchmark is for a "
-                      "device the predictor has not seen"} if here in table.devices else {}
+    left_out = {here: f"{here} (this machine at this batch size) left out of the initial set: the benchmark is for "
+                      "a device the predictor has not seen"} if here in table.devices else {}
     for name in sorted(_measured_like_this_run(tables, measure) - {here}):
-        left_out[name] = ("left out of the initial set: its table records this machine's hardware, batch size and "
-                          "threads: this device under another name, or one of the same model, which the predictor "
+        left_out[name] = (f"{name} left out of the initial set: its table records this machine's hardware, batch size "
+                          "and threads: this device under another name, or one of the same model, which the predictor "
                           "should not have seen either")
     for name in left_out:
         table = table.without(name)
     try:
         return table.initial_set(target), left_out
     except ValueError as exc:  # say which devices were left out, or a folder of 4 reads as holding 1
-        notes = "; ".join(f"{name} {why}" for name, why in left_out.items())
-        raise ValueError(f"{exc}. Left out: {notes}" if left_out else str(exc)) from None
+        raise ValueError(f"{exc}. Left out: {'; '.join(left_out.values())}" if left_out else str(exc)) from None
 
 
 def _measured_like_this_run(tables: Sequence, m: MeasureConfig) -> set[str]:
