@@ -439,6 +439,12 @@ def main(argv=None) -> int:
         outputs = [o.resolve() for o in (args.json, args.plot) if o is not None]
         if args.table is not None and args.table.resolve() in outputs:  # the measured table, overwritten
             raise UsageError(f"--table {args.table} is also an output: give --json and --plot other names")
+        if args.table is not None and args.table.is_dir():
+            # A .csv or .parquet written into the folder would be read as a table by the next run.
+            inside = [o for o in outputs if o.parent == args.table.resolve() and o.suffix in (".csv", ".parquet")]
+            if inside:
+                raise UsageError(f"{inside[0]} would be read as a latency table of --table {args.table} next time: "
+                                 "write it elsewhere or under another suffix")
         if len(set(outputs)) < len(outputs):
             raise UsageError(f"--json and --plot name the same file {args.json}: give each its own")
         if args.plot is not None:

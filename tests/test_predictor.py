@@ -536,6 +536,10 @@ def test_benchmark_refuses_to_write_over_its_table_or_one_output_over_the_other(
     assert main(["--json", str(tmp_path / "x.png"), "--plot", str(tmp_path / "x.png"), "--no-progress"]) == 2
     assert "--json and --plot name the same file" in capsys.readouterr().err
     assert (tmp_path / "t.csv").read_text() == "device,arch_str,latency_ms\n"
+    # a folder of tables: a .csv written into it would be read as one of them next time
+    assert main(["--table", str(tmp_path), "--json", str(tmp_path / "figures.csv"), "--no-progress"]) == 2
+    assert "would be read as a latency table of --table" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
 
 
 def test_benchmark_refuses_an_empty_device_list(capsys):
