@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 
@@ -189,12 +188,9 @@ def check_args(args) -> None:
         raise UsageError(f"--n must be a positive integer, got {args.n}")
     if args.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
-    from predictor import benchmark as predictor_benchmark
+    from predictor.benchmark import check_output_folder
 
-    try:
-        predictor_benchmark.check_output_folder(args.json)
-    except predictor_benchmark.UsageError as exc:  # the predictor CLI's own error class
-        raise UsageError(str(exc)) from None
+    check_output_folder(args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,10 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     {"speedup": print_speedup, "proxy": print_proxy, "throughput": print_throughput}[args.what](result)
     if args.json:
-        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
+        from predictor.benchmark import write_json
+
         try:
-            tmp.write_text(json.dumps(result, indent=2, default=float) + "\n")
-            tmp.replace(args.json)
+            write_json(args.json, result)
         except OSError as exc:  # the figures above are printed all the same
             print(f"error: cannot write {args.json}: {exc.strerror or exc}", file=sys.stderr)
             return 2

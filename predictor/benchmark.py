@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from nas.config import path_arg
+from nas.config import UsageError, path_arg
 from predictor.baselines import AffineNearestDevice
 from predictor.maple import MapleConfig, MaplePredictor
 from predictor.metrics import latency_scores
@@ -53,10 +53,6 @@ from predictor.two_tower import TwoTowerConfig, TwoTowerPredictor
 
 METHODS = ("maple", "affine", "no-desc", "maple-10", "full-fit", "rand", "mlp")
 KEYS = ("within_1pct", "within_5pct", "within_10pct", "spearman")
-
-
-class UsageError(Exception):
-    pass
 
 
 def _default_targets(space_name: str, table: LatencyTable) -> list[str]:
@@ -400,7 +396,7 @@ def write_json(path: Path, obj) -> None:
     """Write `obj` as indented JSON, under a temporary name then renamed: never half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")  # numpy scalars too
         tmp.replace(path)
     finally:  # a Ctrl-C or a full disk: no temporary file left behind
         tmp.unlink(missing_ok=True)

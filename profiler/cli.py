@@ -13,14 +13,10 @@ import sys
 import warnings
 from typing import Sequence
 
-from nas.config import path_arg
+from nas.config import UsageError, path_arg
 from profiler.counters import DEFAULT_EVENTS
 
 USAGE_ERROR = 2
-
-
-class UsageError(Exception):
-    """A mistake the user can fix; printed as one line, exit status 2."""
 
 
 def _int_at_least(minimum: int, what: str, maximum: int | None = None):

@@ -340,3 +340,11 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(module, argv, c
         importlib.import_module(module).main(argv)
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "an empty path" in err and ": give a file or folder name" in err
+
+
+def test_benchmark_writes_its_figures_as_json(tmp_path, capsys):
+    out = tmp_path / "proxy.json"
+    assert benchmark_main(["proxy", "--n", "3", "--json", str(out), "--no-progress"]) == 0
+    written = json.loads(out.read_text())
+    assert written["n"] == 3 and -1 <= written["spearman_cifar10"] <= 1
+    assert [p.name for p in tmp_path.iterdir()] == ["proxy.json"]   # no temporary file left beside it
