@@ -240,12 +240,16 @@ class MaplePredictor(FewShotPredictor):
         from predictor.cache import ModelCache, fingerprint
 
         fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "cache"}
-        key = fingerprint(f"maple-refs-v{_CACHE_VERSION}", fields, self.table_, self.rows_)
+        # Which archs may be measured decides the design as much as their rows do (a user space's
+        # ignores_input override, say), so it is part of the key.
+        key = fingerprint(f"maple-refs-v{_CACHE_VERSION}", fields, self.table_,
+                          np.column_stack([self.rows_, self.ignores_input_]))
         cache = ModelCache(prefix="maple-refs")
         refs = (cache.load(key) or {}).get("reference_order")
         n = len(self.table_.archs)
         if not (isinstance(refs, list) and len(refs) == n_samples == len(set(refs))
-                and all(isinstance(r, int) and 0 <= r < n for r in refs)):  # absent or not ours: design again
+                and all(isinstance(r, int) and 0 <= r < n and not self.ignores_input_[r] for r in refs)):
+            # absent, or not ours: design again
             refs = self._choose_references(cfg, n_samples)
             cache.save(key, {"reference_order": refs})
         return refs

@@ -249,6 +249,24 @@ def test_ignores_input_of_the_wrong_shape_or_flagging_everything_is_named(tables
         MaplePredictor(Everything()).fit(initial)
 
 
+def test_the_cached_design_is_not_reused_once_a_reference_ignores_its_input(space, tables, tmp_path, monkeypatch):
+    # The cache key held the table and the cost rows but not ignores_input: a user space that marked a
+    # reference as folded away got it back from the cache, and a cost collapse with it
+    from search_spaces.nasbench201 import NasBench201
+
+    monkeypatch.setenv("HWNAS_CACHE_DIR", str(tmp_path))
+    initial, _ = tables
+    first = MaplePredictor(space, SMALL).fit(initial).reference_archs()
+
+    class Folds(NasBench201):
+        def ignores_input(self, archs):
+            return super().ignores_input(archs) | np.isin(list(archs), [first[0]])
+
+    again = MaplePredictor(Folds(), SMALL).fit(initial).reference_archs()
+    assert first[0] not in again
+    assert MaplePredictor(space, SMALL).fit(initial).reference_archs() == first   # its own entry, still there
+
+
 def test_tables_of_fewer_architectures_than_samples_serve_the_samples_they_hold(space, tables):
     # A 2-architecture table was refused for "needing more than n_samples=3", even for --samples 1
     initial, target = tables
