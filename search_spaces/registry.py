@@ -140,7 +140,12 @@ def get_space(name: str, dataset: str | None = None) -> SearchSpace:
         if name not in eps:
             raise ValueError(f"unknown search space {name!r}; known spaces: {', '.join(available_spaces())}; "
                              "or give your own as path/to/file.py:ClassName or package.module:ClassName")
-        cls = _check(eps[name].load(), name)
+        try:
+            loaded = eps[name].load()
+        except Exception as exc:  # the installed package's import fails, or it lacks the class it names
+            raise ValueError(f"cannot load search space {name!r} from its entry point {eps[name].value!r}: "
+                             f"{type(exc).__name__}: {exc}") from None
+        cls = _check(loaded, name)
     if dataset is not None and not cls.datasets:
         # Accepted, it would be recorded in the results as if it meant something.
         raise ValueError(f"search space {name} declares no datasets (its `datasets` is empty): leave out "
@@ -149,8 +154,8 @@ def get_space(name: str, dataset: str | None = None) -> SearchSpace:
         raise ValueError(f"unknown dataset {dataset!r} for {name}; choose from {', '.join(cls.datasets)}")
     try:
         space = cls(dataset) if dataset is not None else cls()
-    except TypeError as exc:
-        raise ValueError(f"cannot construct {name}: {exc}") from None
+    except Exception as exc:  # a user's constructor may raise anything (a missing data file, say)
+        raise ValueError(f"cannot construct {name}: {type(exc).__name__}: {exc}") from None
     space._spec = name
     _check_name(space, name)
     space.check()

@@ -123,6 +123,7 @@ def _table(tmp_path, archs, devices=("a", "b", "c")) -> Path:
     (":Space", "is not path/to/file.py:ClassName or package.module:ClassName"),
     ("json:", "is not path/to/file.py:ClassName or package.module:ClassName"),
     ("..x:Space", "cannot import module '..x'"),
+    (f"{BROKEN}:NeedsItsDataFile", "cannot construct"),     # was a FileNotFoundError traceback
 ])
 def test_bad_user_spaces_are_one_line_and_exit_2(tmp_path, space, expected):
     r = run_cli("--space", space, "--out", str(tmp_path / "r"), "--no-progress")
@@ -256,6 +257,19 @@ def test_a_space_module_that_fails_on_import_is_one_error(tmp_path, monkeypatch,
     with pytest.raises(ValueError, match="cannot import module 'fails_on_import' for search space "
                                          f"'fails_on_import:Space': {raised}"):
         get_space("fails_on_import:Space")
+
+
+def test_a_space_whose_entry_point_fails_to_load_is_one_error(monkeypatch):
+    # an installed package's entry point that cannot be imported was a ModuleNotFoundError traceback
+    from importlib.metadata import EntryPoint
+
+    from search_spaces import registry
+
+    broken = EntryPoint(name="brokenspace", value="no_such_package.spaces:Space", group=registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "_entry_points", lambda: {"brokenspace": broken})
+    with pytest.raises(ValueError, match="cannot load search space 'brokenspace' from its entry point "
+                                         "'no_such_package.spaces:Space': ModuleNotFoundError: "):
+        get_space("brokenspace")
 
 
 def test_a_build_module_that_returns_no_module_stops_a_local_search_in_one_line(tmp_path):

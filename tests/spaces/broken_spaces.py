@@ -180,3 +180,10 @@ class SortsItsGenome(FailsForward):
 
     def encode(self, arch):
         return np.sort(super().encode(arch)).astype(bool)
+
+
+class NeedsItsDataFile(FailsForward):
+    """Its constructor fails the way a user's may: a data file it expects is not there."""
+
+    def __init__(self, dataset=None):
+        open("/no/such/accuracy.csv")
