@@ -163,6 +163,15 @@ def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None
         pool = [a for a in sample_archs(space, config.n + 50, config.seed + 1) if a not in set(test)]
         refs, source = pool[:config.n_reference], "random (MAPLE not asked for)"
         notes.append("MAPLE not asked for: only the affine baseline is scored")
+    # A reference is predicted from its own measurement: scoring it flatters the predictor. A user
+    # space draws the test archs as `collect` drew its table, among which the references are chosen.
+    scored = [a for a in test if a not in set(refs)]
+    if len(scored) < 2:
+        raise ValueError(f"--n {config.n}: {len(test) - len(scored)} of its architectures are the references the "
+                         "predictors adapt from, which are not scored, and a Spearman needs two others; give a larger --n")
+    if len(scored) < len(test):
+        notes.append(f"{len(test) - len(scored)} of the {len(test)} measured archs are references the predictors adapt "
+                     f"from: scored on the other {len(scored)}")
 
     # The references are measured in the same call as the test archs (interleaved with them when
     # measure.rounds > 1), so that they see the same machine: a reference measured during a slow
@@ -190,12 +199,12 @@ def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None
     # fastest run is the least disturbed one: scoring on minima too shows how much of the error is
     # the predictor's and how much the machine's noise.
     for stat in ("median_ms", "min_ms"):
-        true = np.array([getattr(measured[a], stat) for a in test])
+        true = np.array([getattr(measured[a], stat) for a in scored])
         refs_stat = {a: getattr(all_measured[a], stat) for a in refs}
         suffix = "" if stat == "median_ms" else " (min)"
         for label, make in factories.items():
-            pred = np.asarray(make().adapt(refs_stat).predict(test), dtype=float)
-            predictions[label + suffix] = dict(zip(test, map(float, pred)))
+            pred = np.asarray(make().adapt(refs_stat).predict(scored), dtype=float)
+            predictions[label + suffix] = dict(zip(scored, map(float, pred)))
             scores[label + suffix] = latency_scores(pred, true)
     busy = busy_warning(list(measured.values()))
     if busy:

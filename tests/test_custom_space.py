@@ -74,6 +74,11 @@ def test_the_profiler_benchmark_scores_a_user_space_on_its_tables_without_this_m
     with pytest.raises(ValueError, match=r"these tables give 1 \(here-b2\).*Left out: .*box-b1 left out"):
         initial_table(get_space(EXAMPLE), config)
     assert len(result.reference) == 3 and len(result.measured) == 6
+    # the test archs are drawn as `collect` drew the tables, which the references are chosen from: one
+    # of them was scored on its own measurement
+    shared = set(result.reference) & set(result.measured)
+    assert shared and set(result.predictions["maple"]) == set(result.measured) - shared
+    assert f"{len(shared)} of the 6 measured archs are references the predictors adapt from" in " ".join(result.notes)
     assert {"maple", "maple (min)"} <= set(result.scores)
     assert all(len(space_genome) == 8 for space_genome in map(get_space(EXAMPLE).encode, result.measured))
 
