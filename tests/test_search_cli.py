@@ -348,3 +348,16 @@ def test_benchmark_writes_its_figures_as_json(tmp_path, capsys):
     written = json.loads(out.read_text())
     assert written["n"] == 3 and -1 <= written["spearman_cifar10"] <= 1
     assert [p.name for p in tmp_path.iterdir()] == ["proxy.json"]   # no temporary file left beside it
+
+
+def test_only_a_table_of_every_architecture_has_the_spaces_true_front():
+    # the plot labelled the front of a user's 200-architecture table "true front of the whole space"
+    from nas.report import covers_space
+    from search_spaces import get_space
+
+    space = get_space("nasbench201")
+    long = space.latency_table()
+    gold = long[long["device"] == "gold_6226"].set_index("arch_str")["latency_ms"]
+    assert covers_space(gold, space)
+    assert not covers_space(gold.iloc[:200], space)
+    assert not covers_space(gold, get_space("fbnet"))       # a space that does not list its archs
