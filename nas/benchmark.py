@@ -244,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:  # the figures above are printed all the same
             print(f"error: cannot write {args.json}: {exc.strerror or exc}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            print(f"interrupted: the figures are printed above; {args.json} was not written", file=sys.stderr)
+            return 130
     return 0
 
 

@@ -1,11 +1,14 @@
 """Configuration of one search run, filled from the command line and passed down unchanged, and what the
-command lines share: their help format and the error a user can fix."""
+command lines share: their help format, path options, the error a user can fix, and how a file is written."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -30,6 +33,21 @@ def path_arg(text: str) -> Path:
 
 class UsageError(Exception):
     """Bad input a user can fix: reported as one line on stderr with exit status 2."""
+
+
+def write_atomically(path: Path | str, write: Callable[[Path], object]) -> Path:
+    """`write(tmp)` to a temporary name beside `path`, then rename it to `path`: a reader never sees half
+    a file, and a failure or a Ctrl-C leaves the old file (or none) and no temporary one. The temporary
+    name starts with '.' and ends in '.tmp', so no folder reader takes it for a table or an image; and
+    it is not tempfile's, whose files are private (0600): this one follows the umask."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 #: 10,000 takes 2 GiB and 25 s for two NAS-Bench-201 generations on a 2-core VM.

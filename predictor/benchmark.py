@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from nas.config import UsageError, path_arg
+from nas.config import UsageError, path_arg, write_atomically
 from predictor.baselines import AffineNearestDevice
 from predictor.maple import MapleConfig, MaplePredictor
 from predictor.metrics import latency_scores
@@ -352,13 +352,10 @@ def plot_predictions(result: dict, path: Path) -> None:
         ax.axis("off")
     fig.suptitle(f"{result['space']}: maple-{k} on devices it has not seen")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    try:
-        fig.savefig(tmp, dpi=110)
-        tmp.replace(path)
-    finally:  # a Ctrl-C or a full disk: no temporary file left behind
+    try:  # the format named, since the temporary name ends in .tmp
+        write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".").lower()))
+    finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
 
 
 def name_list(kind: str):
@@ -394,12 +391,7 @@ def check_image_format(path: Path) -> None:
 
 def write_json(path: Path, obj) -> None:
     """Write `obj` as indented JSON, under a temporary name then renamed: never half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")  # numpy scalars too
-        tmp.replace(path)
-    finally:  # a Ctrl-C or a full disk: no temporary file left behind
-        tmp.unlink(missing_ok=True)
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n"))  # numpy scalars too
 
 
 def _label(method: str, k: int) -> str:

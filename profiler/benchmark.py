@@ -9,10 +9,8 @@ accuracy and Spearman's rank correlation. The affine nearest-device baseline is 
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -222,15 +220,12 @@ def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None
 
 def write_json(result: BenchmarkResult, path: Path | str) -> Path:
     """Write `result` to `path` through a temporary file, so a failed write leaves nothing half-done."""
+    from nas.config import write_atomically
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # open(.., "x") rather than tempfile: its files are private (0600), this one follows the umask
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "x", encoding="utf-8") as f:
-        json.dump(asdict(result), f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    return write_atomically(path, lambda tmp: tmp.write_text(json.dumps(asdict(result), indent=2) + "\n",
+                                                            encoding="utf-8"))
 
 
 def format_result(result: BenchmarkResult) -> str:

@@ -8,7 +8,6 @@ folder is what `python -m nas.search --tables tables/` trains the predictor on.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 from pathlib import Path
@@ -71,7 +70,6 @@ def write_table(df: pd.DataFrame, out_dir: Path) -> Path:
     """Write `<out_dir>/<device>.csv` atomically; re-collecting a device replaces its file."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{df['device'].iloc[0]}.csv"
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    from nas.config import write_atomically
+
+    return write_atomically(path, lambda tmp: df.to_csv(tmp, index=False))

@@ -13,7 +13,6 @@ import math
 import os
 import re
 import tempfile
-import uuid
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
@@ -141,23 +140,20 @@ def save_profile(p: DeviceProfile, directory: Path | str | None = None) -> Path:
     interrupted save leaves the previous profile (or nothing), never half a file.
     """
     path = profile_path(p.name, p.space, directory)
-    directory = check_writable(path.parent)
-    tmp = None
-    try:
-        # open(.., "x") rather than tempfile: its files are private (0600), a profile follows the umask
-        tmp = directory / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    check_writable(path.parent)
+    from nas.config import write_atomically
+
+    def write(tmp: Path) -> None:
         with open(tmp, "x", encoding="utf-8") as f:
             json.dump(p.to_dict(), f, indent=2, sort_keys=False)
             f.write("\n")
             f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+            os.fsync(f.fileno())  # a profile is measured work: on disk before the rename
+
+    try:
+        return write_atomically(path, write)
     except OSError as exc:
         raise ProfileError(f"cannot write profile {path}: {exc.strerror or exc}") from None
-    finally:
-        if tmp is not None and tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def load_profile(name: str, space: str, directory: Path | str | None = None,

@@ -361,3 +361,19 @@ def test_only_a_table_of_every_architecture_has_the_spaces_true_front():
     assert covers_space(gold, space)
     assert not covers_space(gold.iloc[:200], space)
     assert not covers_space(gold, get_space("fbnet"))       # a space that does not list its archs
+
+
+def test_a_file_written_atomically_is_whole_or_untouched(tmp_path, umask):
+    from nas.config import write_atomically
+
+    path = tmp_path / "t.csv"
+    write_atomically(path, lambda tmp: tmp.write_text("old\n"))
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask        # not tempfile's private 0600
+
+    def fails_half_way(tmp):
+        tmp.write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(path, fails_half_way)
+    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["t.csv"]
