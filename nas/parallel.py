@@ -73,16 +73,7 @@ class RayRunner(InlineRunner):
             if config.address:
                 _join_cluster(ray, config.address)
             else:
-                # Workers import our packages from the driver's path, installed or not.
-                root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-                path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-                os.environ["PYTHONPATH"] = path
-                quiet_token_notice()
-                # "local": a Ray of our own even where `ray start` left a cluster running on this
-                # machine, which ray.init would otherwise join (and refuse our num_cpus for).
-                ray.init(address="local", num_cpus=config.workers, include_dashboard=False,
-                         log_to_driver=False, resources={r: 1 for r in config.device_resources},
-                         configure_logging=False)
+                start_local_ray(config.workers, resources={r: 1 for r in config.device_resources})
             self._started_here = True
         self._remote = ray.remote(_call_batch)
         self._put: dict[tuple, Any] = {}
@@ -115,6 +106,24 @@ class RayRunner(InlineRunner):
     def close(self) -> None:
         if self._started_here and self._ray.is_initialized():
             self._ray.shutdown()
+
+
+def start_local_ray(num_cpus: int | None, resources: dict | None = None) -> None:
+    """ray.init a Ray of our own on this machine, with `num_cpus` CPUs (None: all of them).
+
+    "local", even where `ray start` left a cluster running on this machine, which ray.init would
+    otherwise join (and refuse our num_cpus for). Its workers import our packages from the driver's
+    checkout, installed or not: they inherit PYTHONPATH, so the checkout is put first in it (once).
+    """
+    import ray
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if root not in path:
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, *path) if p)
+    quiet_token_notice()
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+             resources=resources or {}, configure_logging=False)
 
 
 class _DropMessage(logging.Filter):

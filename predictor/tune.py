@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -104,7 +102,7 @@ def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers
     import ray
     from ray import tune
 
-    from nas.parallel import drop_log_message, quiet_token_notice
+    from nas.parallel import drop_log_message, start_local_ray
     from search_spaces.data import device_catalog
 
     cat = device_catalog()
@@ -147,13 +145,7 @@ def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers
     defaults = {name: getattr(base, name) for name in SEARCH_SPACE}
     started = False
     if not ray.is_initialized():
-        # Trial workers import our packages from the driver's checkout, installed or not.
-        root = str(Path(__file__).resolve().parents[1])
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-        # "local": a Ray of our own, not a cluster `ray start` may have left running on this machine.
-        quiet_token_notice()
-        ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        start_local_ray(workers)
         started = True
     try:
         # On Ctrl-C Ray Tune says how to resume from the sweep's storage, a temporary folder deleted a

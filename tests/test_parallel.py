@@ -218,3 +218,19 @@ def test_the_default_local_ray_ignores_a_cluster_found_in_the_environment():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "workers 1 [1, 2]" in done.stdout
+
+
+def test_each_local_ray_puts_the_checkout_on_the_workers_path_once(monkeypatch):
+    # every start prepended the checkout again: `nas.benchmark throughput` ended with root:root:...
+    import ray
+
+    from nas.parallel import start_local_ray
+
+    calls = []
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))   # the path, not a Ray, is under test
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    root = str(Path(__file__).resolve().parents[1])
+    for workers in (1, 2):
+        start_local_ray(workers)
+    assert os.environ["PYTHONPATH"].split(os.pathsep) == [root, "/elsewhere"]
+    assert [(c["address"], c["num_cpus"]) for c in calls] == [("local", 1), ("local", 2)]
