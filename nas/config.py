@@ -64,7 +64,7 @@ class SearchConfig:
     seed: int = 0
     samples: int = 3                    # target measurements the predictor adapts from
     out: Path = Path("results")
-    workers: int | None = None          # Ray workers; None = inline where evaluation is cheap
+    workers: int | None = None          # local Ray workers for expensive evaluations; None = one per CPU
     ray_address: str | None = None
     profiles_dir: Path | None = None
     tables: tuple[Path, ...] = ()       # user latency tables: the predictor's initial set

@@ -108,6 +108,9 @@ def print_summary(path: Path, summary: dict) -> None:
         hv = "n/a (no architecture above 0% accuracy)" if hv is None else f"{hv:.4f}"
         lines.append(f"  against the device's table: HV ratio {hv}, "
                      f"predicted within ±10% {summary['pred_within_10pct']:.3f}, regret (pp) {regret}")
+    elif "pred_within_10pct" in summary:  # a table of part of the space (FBNet's hold 5,000 archs)
+        lines.append(f"  against the device's table, which holds {summary['n_with_table_latency']} of the "
+                     f"evaluated candidates: predicted within ±10% {summary['pred_within_10pct']:.3f}")
     from nas.metrics import format_speedup
 
     lines.append(f"  speedup vs measuring every candidate: {format_speedup(summary['speedup'])} "

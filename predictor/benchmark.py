@@ -24,8 +24,9 @@ What varies between trials: the random draw of `rand-K` (trial t draws with seed
 model, the other columns are deterministic: the reference architectures are a fixed set (chosen by
 the principle stated in `predictor.maple`) and the adaptation is closed-form, so their trial-to-trial
 spread is zero by construction. `--seeds S` refits ours, the ablation and the MLP with seeds
-0..S-1 (for ours the seed draws the reference design; S times the fitting cost; only the MLP's fits
-are cached on disk), and the spread (±, std) is then over seeds (and draws, for rand-K).
+0..S-1 (for ours the seed draws the reference design; S times the fitting cost, less what is cached
+on disk: ours caches its reference design, the MLP its whole fit), and the spread (±, std) is then
+over seeds (and draws, for rand-K).
 
 Examples:
   python -m predictor.benchmark --space nasbench201 --samples 3

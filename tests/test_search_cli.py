@@ -309,6 +309,13 @@ def test_summary_says_when_the_hv_ratio_has_nothing_to_be_a_fraction_of(capsys):
                         "predicted within ±10% 0.500, regret (pp) p25 0.00")
 
 
+def test_summary_shows_the_predictors_accuracy_against_a_table_of_part_of_the_space(capsys):
+    # an FBNet table device's summary.json held pred_within_10pct, and the printout left it out
+    lines = printed_summary(capsys, pred_within_10pct=0.915, n_with_table_latency=44)
+    assert lines[2] == ("  against the device's table, which holds 44 of the evaluated candidates: "
+                        "predicted within ±10% 0.915")
+
+
 def test_summary_shows_a_speedup_near_1_with_its_decimals(capsys):
     lines = printed_summary(capsys, speedup=0.9974667592875284)
     assert lines[-1] == "  speedup vs measuring every candidate: 1.00x (measured)"
