@@ -108,8 +108,13 @@ class MapleConfig:
             raise ValueError("n_samples must be at least 1")
         if self.references not in ("designed", "random"):
             raise ValueError(f"references must be 'designed' or 'random', not {self.references!r}")
-        if min(self.design_devices, self.design_subsets, self.design_block) < 1:
-            raise ValueError("design_devices, design_subsets and design_block must be at least 1")
+        if min(self.design_devices, self.design_subsets, self.design_block, self.design_candidates,
+               self.design_eval_archs) < 1:
+            # design_eval_archs=0 scored every candidate set 0, and the first set drawn won
+            raise ValueError("design_devices, design_subsets, design_block, design_candidates and design_eval_archs "
+                             "must be at least 1")
+        if self.design_noise is not None and self.design_noise < 0:
+            raise ValueError("design_noise must be non-negative (or None: measured from the initial set)")
         if self.design_greedy < 0:
             raise ValueError("design_greedy must be non-negative")
         if self.prior_shrinkage < 0:

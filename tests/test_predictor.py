@@ -316,6 +316,10 @@ def test_config_is_validated(space, tables):
         MaplePredictor(space, dataclasses.replace(SMALL, n_samples=0)).fit(initial)
     with pytest.raises(ValueError):
         MaplePredictor(space, dataclasses.replace(SMALL, sample_noise=0.0)).fit(initial)
+    # each of these fitted without a word and designed references from nothing
+    for bad in (dict(design_eval_archs=0), dict(design_candidates=0), dict(design_noise=-0.01)):
+        with pytest.raises(ValueError, match="design_"):
+            MaplePredictor(space, dataclasses.replace(SMALL, **bad)).fit(initial)
 
 
 def test_additive_device_is_recovered_exactly(space, tables):
