@@ -122,7 +122,7 @@ def proxy(args) -> dict:
 
 def throughput(args) -> dict:
     from nas.parallel import ParallelConfig, RayRunner
-    from nas.run import _proxy_scores
+    from nas.run import proxy_scores
     from search_spaces import get_space
     from search_spaces.proxy import ProxyConfig
 
@@ -138,9 +138,9 @@ def throughput(args) -> dict:
         try:
             # As the search scores them: an architecture the space cannot score stops the run, so
             # that no rate is printed for failures.
-            _proxy_scores(archs[: 2 * workers], space, cfg, runner)   # warm the workers up
+            proxy_scores(archs[: 2 * workers], space, cfg, runner)   # warm the workers up
             t = time.perf_counter()
-            _proxy_scores(archs, space, cfg, runner)
+            proxy_scores(archs, space, cfg, runner)
             rates[workers] = args.n / (time.perf_counter() - t)
         finally:
             runner.close()

@@ -25,7 +25,6 @@ class ParallelConfig:
     address: str | None = None          # join this cluster instead of starting a local one
     batch_size: int = 4                 # candidates per task: amortises Ray's per-task overhead
     max_retries: int = 3                # a failed or lost task is resubmitted this many times
-    device_resources: tuple[str, ...] = ()   # custom resources of this node, e.g. ("device:local",)
 
 
 def _call_batch(fn: Callable, args: tuple, items: Sequence) -> list:
@@ -45,7 +44,7 @@ class InlineRunner:
 
     name = "inline"
 
-    def map(self, fn: Callable, items: Sequence, *args: Any, resources: dict | None = None) -> list:
+    def map(self, fn: Callable, items: Sequence, *args: Any) -> list:
         return [fn(item, *args) for item in items]
 
     def close(self) -> None:
@@ -73,20 +72,18 @@ class RayRunner(InlineRunner):
             if config.address:
                 _join_cluster(ray, config.address)
             else:
-                start_local_ray(config.workers, resources={r: 1 for r in config.device_resources})
+                start_local_ray(config.workers)
             self._started_here = True
         self._remote = ray.remote(_call_batch)
         self._put: dict[tuple, Any] = {}
         self.workers = int(ray.cluster_resources().get("CPU", 1))
 
-    def map(self, fn: Callable, items: Sequence, *args: Any, resources: dict | None = None) -> list:
+    def map(self, fn: Callable, items: Sequence, *args: Any) -> list:
         ray = self._ray
         items = list(items)
         size = max(1, self.config.batch_size)
         batches = [items[i:i + size] for i in range(0, len(items), size)]
         opts = dict(num_cpus=1, max_retries=self.config.max_retries, retry_exceptions=True)
-        if resources:
-            opts["resources"] = resources
         # Arguments (a search space with its tables, say) go to the object store once, not per task.
         key = tuple(id(a) for a in args)
         if key not in self._put:
@@ -108,7 +105,7 @@ class RayRunner(InlineRunner):
             self._ray.shutdown()
 
 
-def start_local_ray(num_cpus: int | None, resources: dict | None = None) -> None:
+def start_local_ray(num_cpus: int | None) -> None:
     """ray.init a Ray of our own on this machine, with `num_cpus` CPUs (None: all of them).
 
     "local", even where `ray start` left a cluster running on this machine, which ray.init would
@@ -123,7 +120,7 @@ def start_local_ray(num_cpus: int | None, resources: dict | None = None) -> None
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, *path) if p)
     quiet_token_notice()
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-             resources=resources or {}, configure_logging=False)
+             configure_logging=False)
 
 
 class _DropMessage(logging.Filter):

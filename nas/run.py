@@ -100,7 +100,9 @@ def _proxy_of(arch: str, space: SearchSpace, proxy) -> tuple[float, str | None]:
         return math.nan, f"{type(exc).__name__}: {exc}"
 
 
-def _proxy_scores(archs, space: SearchSpace, proxy, runner) -> np.ndarray:
+def proxy_scores(archs, space: SearchSpace, proxy, runner) -> np.ndarray:
+    """The `proxy` score of each of `archs`, computed through `runner`; UsageError naming the first
+    architecture the space cannot score (the workers return errors rather than raise them)."""
     scored = runner.map(_proxy_of, archs, space, proxy)
     for arch, (_, error) in zip(archs, scored):
         if error is not None:
@@ -120,7 +122,7 @@ def quality_objective(space: SearchSpace, runner=None) -> Objective:
     proxy = ProxyConfig()
     runner = runner or InlineRunner()
     return Objective("proxy_score", f"{proxy.name} proxy score (not accuracy)",
-                     lambda archs: _proxy_scores(archs, space, proxy, runner))
+                     lambda archs: proxy_scores(archs, space, proxy, runner))
 
 
 def build_predictor(space: SearchSpace, table: LatencyTable, target: Target, n_samples: int, progress: bool = False):

@@ -56,14 +56,15 @@ METHODS = ("maple", "affine", "no-desc", "maple-10", "full-fit", "rand", "mlp")
 KEYS = ("within_1pct", "within_5pct", "within_10pct", "spearman")
 
 
-def _default_targets(space_name: str, table: LatencyTable) -> list[str]:
+def help_split(space_name: str, split: str, table_devices) -> list[str]:
+    """HELP's `split` devices ("meta-test", "meta-valid", ...) of the space that the table has."""
     from search_spaces.data import device_catalog
 
     cat = device_catalog()
     col = f"help_split_{space_name}"
     if col not in cat.columns:
-        raise UsageError(f"no HELP split for space {space_name!r}; name targets with --devices")
-    return [d for d in cat.index[cat[col] == "meta-test"] if d in table.devices]
+        raise UsageError(f"no HELP split for space {space_name!r}; name the devices with --devices")
+    return [d for d in cat.index[cat[col] == split] if d in table_devices]
 
 
 def _fitted(space, initial: LatencyTable, config, cache: dict, kind=MaplePredictor):
@@ -217,7 +218,7 @@ def run(space_name: str, k: int, trials: int, devices=None, table_path=None, con
         targets = [(d, shipped.without(d) if d in shipped.devices else shipped, user_table.column(d))
                    for d in names]
     else:
-        names = devices or _default_targets(space_name, shipped)
+        names = devices or help_split(space_name, "meta-test", shipped.devices)
         unknown = [d for d in names if d not in shipped.devices]
         if unknown:
             raise UsageError(f"unknown device(s) {', '.join(unknown)}; known: {', '.join(shipped.devices)}")

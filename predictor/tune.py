@@ -34,8 +34,8 @@ import tempfile
 import numpy as np
 
 from nas.config import path_arg
-from predictor.benchmark import (UsageError, check_output_folder, device_list, name_list, shipped_space_and_table,
-                                 write_json)
+from predictor.benchmark import (UsageError, check_output_folder, device_list, help_split, name_list,
+                                 shipped_space_and_table, write_json)
 from predictor.maple import MapleConfig
 
 #: Fields searched, with Ray Tune domains built lazily (Ray is imported only when the sweep runs).
@@ -47,17 +47,6 @@ SEARCH_SPACE = {
 
 class TrialsFailed(RuntimeError):
     """No trial of the sweep returned scores (Ray has logged why)."""
-
-
-def validation_devices(space_name: str, table_devices) -> list[str]:
-    """HELP's meta-valid devices of the space that the shipped table has."""
-    from search_spaces.data import device_catalog
-
-    cat = device_catalog()
-    col = f"help_split_{space_name}"
-    if col not in cat.columns:
-        raise UsageError(f"no HELP split for space {space_name!r}; name validation devices with --devices")
-    return [d for d in cat.index[cat[col] == "meta-valid"] if d in table_devices]
 
 
 def initial_set(table, device: str, excluded, hold_out_corr: float):
@@ -112,7 +101,7 @@ def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers
     problems = []  # (space, table, targets, meta-test devices kept out of every initial set)
     for name in names:
         space, table = shipped_space_and_table(name)
-        targets = devices or validation_devices(name, table.devices)
+        targets = devices or help_split(name, "meta-valid", table.devices)
         split = f"help_split_{name}"
         for d in targets:
             if d not in table.devices:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from predictor.benchmark import UsageError, shipped_space_and_table
+from predictor.benchmark import UsageError, help_split, shipped_space_and_table
 from predictor.maple import MapleConfig
-from predictor.tune import initial_set, score_config, sweep, validation_devices
+from predictor.tune import initial_set, score_config, sweep
 
 META_TEST = ["eyeriss", "fpga", "gold_6226", "pixel2", "raspi4", "titan_rtx_256"]
 
@@ -19,7 +19,7 @@ def shipped():
 
 def test_validation_devices_are_helps_meta_valid(shipped):
     _, table = shipped
-    assert validation_devices("nasbench201", table.devices) == ["titanx_1", "titanx_256", "titanx_32"]
+    assert help_split("nasbench201", "meta-valid", table.devices) == ["titanx_1", "titanx_256", "titanx_32"]
 
 
 def test_initial_set_drops_target_excluded_and_near_duplicates(shipped):
