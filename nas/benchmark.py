@@ -235,6 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from search_spaces.registry import user_code_error
+
+        why = user_code_error(exc)
+        if why is None:
+            raise
+        print(f"error: {why}", file=sys.stderr)
+        return 2
     {"speedup": print_speedup, "proxy": print_proxy, "throughput": print_throughput}[args.what](result)
     if args.json:
         from predictor.benchmark import write_json

@@ -33,7 +33,7 @@ class Evaluator:
         """(quality, latency in ms) for each arch; only archs not seen before are computed."""
         new = list(dict.fromkeys(a for a in archs if a not in self.records))
         if new:
-            q, lat = (_checked(objective, new) for objective in (self.quality, self.latency))
+            q, lat = (checked_values(objective, new) for objective in (self.quality, self.latency))
             self.records.update(zip(new, zip(q.tolist(), lat.tolist())))
         values = np.array([self.records[a] for a in archs], dtype=float).reshape(-1, 2)
         return values[:, 0], values[:, 1]
@@ -43,7 +43,7 @@ class Evaluator:
         return len(self.records)
 
 
-def _checked(objective: Objective, archs: list[str]) -> np.ndarray:
+def checked_values(objective: Objective, archs: list[str]) -> np.ndarray:
     """One finite number per arch from `objective`, else UsageError: a user space's accuracy() that
     returns too few values or a NaN would otherwise fail inside pymoo, or write NaN results."""
     raw = objective.fn(archs)
@@ -51,6 +51,10 @@ def _checked(objective: Objective, archs: list[str]) -> np.ndarray:
         values = np.asarray(raw)
         if values.dtype.kind == "c":  # converting would keep the real part, with only a warning
             raise TypeError("complex numbers cannot be ranked")
+        if values.dtype.kind in "bUS":
+            # "50" and True convert to 50.0 and 1.0, which pymoo takes, and numpy's negation of the
+            # raw values (the report's true front) does not
+            raise TypeError(f"it holds {'booleans' if values.dtype.kind == 'b' else 'strings'}, not numbers")
         values = values.astype(float)
     except (TypeError, ValueError) as exc:  # e.g. None, strings or ragged lists for numbers
         raise UsageError(f"{objective.name} of {len(archs)} architectures is not an array of numbers: {exc}") from None

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from nas.config import UsageError
+from nas.evaluator import checked_values
 from nas.metrics import pareto_mask, true_hv_ratio, regret_pp
 from predictor.metrics import error_bound_accuracy
 
@@ -71,7 +72,9 @@ class OutputDir:
 
 def run_name(space: str, device: str) -> str:
     """Folder name of a run; a user space given as `path/file.py:Class` is named by its class."""
-    label = "-".join(re.sub(r"[^A-Za-z0-9._]+", "_", part.rsplit(":", 1)[-1]) for part in (space, device))
+    # Each part at most 100 characters: the folder's name is made before the device is looked up, and
+    # a 300-character --device was refused as "cannot write results: File name too long".
+    label = "-".join(re.sub(r"[^A-Za-z0-9._]+", "_", part.rsplit(":", 1)[-1])[:100] for part in (space, device))
     return f"{label}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
@@ -96,7 +99,7 @@ def truth_metrics(result) -> dict:
     out = {"pred_within_10pct": float(error_bound_accuracy(ev[lat_col].to_numpy()[known], true_lat[known], 0.10)),
            "n_with_table_latency": int(known.sum())}
     if result.quality.name == "accuracy" and covers_space(truth, result.space):
-        all_acc = result.quality.fn(list(truth.index))
+        all_acc = checked_values(result.quality, list(truth.index))
         all_lat = truth.to_numpy()
         front_acc = result.front["accuracy"].to_numpy()
         front_lat = truth.reindex(result.front["arch_str"]).to_numpy()
@@ -176,7 +179,7 @@ def plot_front(result, path: Path, verify: pd.DataFrame | None = None) -> None:
             title += f"\nno found-front architecture is in {result.target.name}'s table"
         all_archs = list(truth.index)
         if q.name == "accuracy" and result.space.all_archs() is not None:
-            all_acc = np.asarray(q.fn(all_archs))
+            all_acc = checked_values(q, all_archs)
             all_lat = truth.to_numpy()
             m = pareto_mask(np.column_stack([-all_acc, all_lat]))
             order = np.argsort(all_lat[m])

@@ -89,10 +89,16 @@ def main(argv: list[str] | None = None) -> int:
             out.discard()
         print("interrupted: nothing was written", file=sys.stderr)
         return 130  # the shell's code for a run stopped by Ctrl-C
-    except BaseException:
+    except BaseException as exc:
         if out is not None:
             out.discard()
-        raise
+        from search_spaces.registry import user_code_error
+
+        why = user_code_error(exc) if isinstance(exc, Exception) else None
+        if why is None:
+            raise
+        print(f"error: {why}", file=sys.stderr)
+        return 2
     print_summary(path, summary)
     return 0
 

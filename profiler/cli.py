@@ -133,6 +133,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         _remove_if_empty(new_folders)
         print(f"error: {exc}", file=sys.stderr)
         return USAGE_ERROR
+    except Exception as exc:
+        from search_spaces.registry import user_code_error
+
+        why = user_code_error(exc)
+        if why is None:
+            raise
+        _remove_if_empty(new_folders)
+        print(f"error: {why}", file=sys.stderr)
+        return USAGE_ERROR
 
 
 def _folders_not_there_yet(args) -> list:

@@ -8,6 +8,7 @@ predictor reads) and builds a PyTorch module (what the profiler measures). Nothi
 
 from __future__ import annotations
 
+import inspect
 import re
 from abc import ABC, abstractmethod
 from typing import Sequence
@@ -33,6 +34,12 @@ def name_problem(name) -> str | None:
     if len(name) > MAX_NAME_LENGTH:
         return f"is {len(name)} characters long; use at most {MAX_NAME_LENGTH}"
     return None
+
+
+#: How the search, the predictor and the profiler call a space's methods: an override must accept it.
+_CALLED_AS = {"decode": ("genome",), "encode": ("arch",), "features": ("archs",), "cost_features": ("archs",),
+              "ignores_input": ("archs",), "build_module": ("arch",), "accuracy": ("archs", "dataset"),
+              "latency_table": (), "all_archs": ()}
 
 
 class SearchSpace(ABC):
@@ -114,6 +121,15 @@ class SearchSpace(ABC):
                 and np.all(choices >= 1)):
             raise ValueError(f"search space {self.name!r} has n_choices {choices.tolist()!r}: it must be a non-empty "
                              "1-D array of integers >= 1, the number of options at each genome position")
+        for method, args in _CALLED_AS.items():
+            fn = getattr(self, method)
+            try:
+                inspect.signature(fn).bind(*args)
+            except TypeError as exc:  # the search would stop on it in a TypeError traceback, minutes in
+                raise ValueError(f"search space {self.name!r}: {method}{inspect.signature(fn)} cannot be called as "
+                                 f"{method}({', '.join(args)}), as the search calls it: {exc}") from None
+            except ValueError:
+                pass  # no signature to read (a C function): it is tried when called
         rng = np.random.default_rng(0)
         genomes = [np.zeros_like(choices), choices - 1, *rng.integers(0, choices, size=(n_random, len(choices)))]
         for genome in genomes:

@@ -57,6 +57,10 @@ def _load_file(path: Path):
     except Exception as exc:
         del sys.modules[module_name]
         raise ValueError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
+    except SystemExit as exc:  # a script's sys.exit(): the run ended silently, with its status
+        del sys.modules[module_name]
+        raise ValueError(f"cannot load {path}: it calls sys.exit({exc.code!r}) while being imported; a space file "
+                         "must only define things (put script code under `if __name__ == \"__main__\":`)") from None
     finally:
         if added:
             sys.path.remove(folder)
@@ -66,6 +70,35 @@ def _load_file(path: Path):
 # This project's packages: importable by every worker, so never shipped by value, even from a space
 # file kept at the repository's root.
 PROJECT_PACKAGES = frozenset({"nas", "predictor", "profiler", "search_spaces"})
+
+
+def user_code_error(exc: BaseException) -> str | None:
+    """One line for `exc` where a user's code raised it: a file outside this project's packages, the
+    standard library and installed packages (a space file, or a module beside it). None for any other,
+    so that a bug of ours keeps its traceback.
+
+    Our calls into a space turn its ValueErrors into messages of their own; this is for the rest (an
+    IndexError in a decode, a KeyError in an accuracy look-up), which would otherwise end a run in a
+    traceback from deep inside the search.
+    """
+    import site
+    import sysconfig
+    import traceback
+
+    ours = Path(__file__).resolve().parents[1]
+    libraries = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    libraries |= {*site.getsitepackages(), site.getusersitepackages()}
+    known = [ours / p for p in PROJECT_PACKAGES] + [Path(d).resolve() for d in libraries]
+    users = [f for f in traceback.extract_tb(exc.__traceback__)
+             if not f.filename.startswith("<")      # frozen importlib, <string>
+             and not any(Path(f.filename).resolve().is_relative_to(d) for d in known)]
+    if not users:
+        return None
+    # The method we called (the outermost of the user's frames), and the line that raised, or that
+    # called the library that raised (the deepest).
+    called, where = users[0], users[-1]
+    return (f"the search space's code raised {type(exc).__name__}: {exc} (in {called.name}, "
+            f"{where.filename}:{where.lineno})")
 
 
 def modules_beside(module) -> list:
@@ -99,7 +132,7 @@ def _load_class(spec: str) -> type:
     else:
         try:
             module = importlib.import_module(where)
-        except Exception as exc:  # ImportError; TypeError for a relative name such as `..x`; whatever the module raises
+        except (Exception, SystemExit) as exc:  # ImportError; TypeError for `..x`; whatever the module raises or exits with
             raise ValueError(f"cannot import module {where!r} for search space {spec!r}: "
                              f"{type(exc).__name__}: {exc}") from None
     cls = getattr(module, cls_name, None)

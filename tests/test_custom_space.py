@@ -1,6 +1,7 @@
 """Bring your own search space: loading from a file, a search through it, and the bad inputs."""
 
 import itertools
+import re
 import json
 import shlex
 import subprocess
@@ -129,6 +130,8 @@ def _table(tmp_path, archs, devices=("a", "b", "c")) -> Path:
     ("json:", "is not path/to/file.py:ClassName or package.module:ClassName"),
     ("..x:Space", "cannot import module '..x'"),
     (f"{BROKEN}:NeedsItsDataFile", "cannot construct"),     # was a FileNotFoundError traceback
+    (f"{BROKEN}:AccuracyWithoutDataset", "accuracy(archs) cannot be called as accuracy(archs, dataset), as the "
+                                         "search calls it"),   # a TypeError traceback once the search began
 ])
 def test_bad_user_spaces_are_one_line_and_exit_2(tmp_path, space, expected):
     r = run_cli("--space", space, "--out", str(tmp_path / "r"), "--no-progress")
@@ -241,6 +244,12 @@ def test_a_genome_the_space_rejects_stops_the_search_cleanly(tmp_path):
     # a ValueError of the user's accuracy() was a traceback
     ("AccuracyRaises", r"error: accuracy of search space 'accuracy_raises' failed on a batch of \d+ architecture\(s\) "
                        r"starting '[01]-[01]-[01]': 1-[01]-[01] is not in my accuracy table"),
+    # a KeyError traceback: any exception raised in a space's own code is one line naming where
+    ("AccuracyLooksUp", r"error: the search space's code raised KeyError: '1-[01]-[01]' \(in accuracy, "
+                        r".*broken_spaces\.py:\d+\)"),
+    # "50" passed as 50.0, then the report's true front negated the strings: a traceback after the search
+    ("AccuracyAsText", r"error: accuracy of \d+ architectures is not an array of numbers: it holds strings, not "
+                       r"numbers"),
 ])
 def test_an_accuracy_that_is_not_one_number_per_candidate_stops_the_search(tmp_path, space, expected):
     import re
@@ -254,7 +263,8 @@ def test_an_accuracy_that_is_not_one_number_per_candidate_stops_the_search(tmp_p
 
 
 @pytest.mark.parametrize("source, raised", [("raise RuntimeError('no driver')", "RuntimeError: no driver"),
-                                           ("def broken(:", "SyntaxError: ")])
+                                           ("def broken(:", "SyntaxError: "),
+                                           ("import sys; sys.exit(0)", "SystemExit: 0")])   # was a silent exit 0
 def test_a_space_module_that_fails_on_import_is_one_error(tmp_path, monkeypatch, source, raised):
     # only an ImportError was caught: anything else the module raised was a traceback
     (tmp_path / "fails_on_import.py").write_text(source + "\n")
@@ -262,6 +272,32 @@ def test_a_space_module_that_fails_on_import_is_one_error(tmp_path, monkeypatch,
     with pytest.raises(ValueError, match="cannot import module 'fails_on_import' for search space "
                                          f"'fails_on_import:Space': {raised}"):
         get_space("fails_on_import:Space")
+
+
+def test_an_exception_in_a_spaces_code_is_one_line_in_the_profiler_too(tmp_path):
+    # a KeyError traceback from the predictor's fit, before any measuring
+    archs = ["-".join(map(str, g)) for g in itertools.product([0, 1], repeat=3)]
+    r = subprocess.run([sys.executable, "-m", "profiler", "profile", "--space", f"{BROKEN}:CostFeaturesLookUp",
+                        "--tables", str(_table(tmp_path, archs)), "--name", "box", "--profiles-dir",
+                        str(tmp_path / "profiles")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert re.fullmatch(r"error: the search space's code raised KeyError: '1' \(in cost_features, "
+                        r".*broken_spaces\.py:\d+\)", r.stderr.strip()), r.stderr
+    assert not (tmp_path / "profiles").exists()
+
+
+def test_a_device_name_too_long_for_a_folder_is_still_an_unknown_device(tmp_path):
+    # the results folder is named before the device is looked up: "cannot write results: File name too long"
+    r = run_cli("--device", "a" * 300, "--out", str(tmp_path / "r"), "--no-progress")
+    assert r.returncode == 2 and r.stderr.startswith("error: unknown device 'aaaa"), r.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_space_file_that_exits_while_imported_is_one_error(tmp_path):
+    # the run ended at once with status 0, nothing printed and nothing written
+    (tmp_path / "script.py").write_text("import sys\nsys.exit(0)\n")
+    with pytest.raises(ValueError, match=r"script.py: it calls sys.exit\(0\) while being imported"):
+        get_space(f"{tmp_path / 'script.py'}:Space")
 
 
 def test_a_space_whose_entry_point_fails_to_load_is_one_error(monkeypatch):

@@ -187,3 +187,41 @@ class NeedsItsDataFile(FailsForward):
 
     def __init__(self, dataset=None):
         open("/no/such/accuracy.csv")
+
+
+class AccuracyLooksUp(FailsForward):
+    """An accuracy table as a dict that lacks the architectures starting with choice 1: a KeyError."""
+
+    name = "accuracy_looks_up"
+
+    def accuracy(self, archs, dataset=None):
+        table = {a: 50.0 for a in ("0-0-0", "0-0-1", "0-1-0", "0-1-1")}
+        return np.array([table[a] for a in archs])
+
+
+class AccuracyAsText(FailsForward):
+    """Accuracies read from a text file and never converted: "50" took part in the search as 50.0."""
+
+    name = "accuracy_as_text"
+
+    def accuracy(self, archs, dataset=None):
+        return [str(50 + len(a)) for a in archs]
+
+
+class AccuracyWithoutDataset(FailsForward):
+    """accuracy() without the dataset argument the search passes."""
+
+    name = "accuracy_without_dataset"
+
+    def accuracy(self, archs):
+        return np.full(len(archs), 50.0)
+
+
+class CostFeaturesLookUp(FailsForward):
+    """cost_features from a dict of per-choice costs that lacks choice 1: a KeyError in the predictor's fit."""
+
+    name = "cost_features_look_up"
+
+    def cost_features(self, archs):
+        costs = {"0": 0.0}
+        return np.array([[costs[g] for g in a.split("-")] for a in archs])
