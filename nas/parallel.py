@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import socket
 import threading
 from dataclasses import dataclass
@@ -111,6 +112,8 @@ def start_local_ray(num_cpus: int | None) -> None:
     "local", even where `ray start` left a cluster running on this machine, which ray.init would
     otherwise join (and refuse our num_cpus for). Its workers import our packages from the driver's
     checkout, installed or not: they inherit PYTHONPATH, so the checkout is put first in it (once).
+    A Ctrl-C during the start is held until Ray is up, then Ray is shut down and the interrupt
+    raised: ray.init stopped half-way left Ray's agent processes running for a minute after the run.
     """
     import ray
 
@@ -119,8 +122,27 @@ def start_local_ray(num_cpus: int | None) -> None:
     if root not in path:
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, *path) if p)
     quiet_token_notice()
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
+    with _interrupts_held() as interrupted:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    if interrupted:
+        ray.shutdown()
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _interrupts_held():
+    """Within the block, a SIGINT is recorded in the list yielded instead of raised (main thread only:
+    elsewhere Python delivers no signals)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _DropMessage(logging.Filter):

@@ -2,9 +2,11 @@
 addresses that cannot work fail with a message, not a hang."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -234,3 +236,37 @@ def test_each_local_ray_puts_the_checkout_on_the_workers_path_once(monkeypatch):
         start_local_ray(workers)
     assert os.environ["PYTHONPATH"].split(os.pathsep) == [root, "/elsewhere"]
     assert [(c["address"], c["num_cpus"]) for c in calls] == [("local", 1), ("local", 2)]
+
+
+def _ray_processes() -> set[int]:
+    """PIDs of processes whose title Ray set (ray::DashboardAgent, ray::RuntimeEnvAgent, ray::IDLE, ...)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(b"ray::"):
+                pids.add(int(entry.name))
+        except OSError:  # gone meanwhile
+            pass
+    return pids
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_local_ray_starts_leaves_no_ray_processes():
+    # ray.init stopped half-way left ray::DashboardAgent and ray::RuntimeEnvAgent running for a minute
+    before = _ray_processes()
+    code = ("import ray\n"
+            "from nas.parallel import ParallelConfig, RayRunner\n"
+            "print('starting', flush=True)\n"
+            "try:\n"
+            "    RayRunner(ParallelConfig(workers=1))\n"
+            "except KeyboardInterrupt:\n"
+            "    print('interrupted', flush=True)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "starting\n"
+    time.sleep(1.0)   # inside ray.init, which takes seconds (were it done, nothing should be left either)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert out == "interrupted\n"
+    time.sleep(3)
+    assert not _ray_processes() - before
