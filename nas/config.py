@@ -28,7 +28,13 @@ def path_arg(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError(f"an empty path{'' if not text else ' (blanks only)'}: give a file or "
                                          "folder name")
-    return Path(text)
+    path = Path(text)
+    # Path.is_file() and its kin raise on these (ENAMETOOLONG) instead of answering False.
+    long = next((part for part in path.parts if len(os.fsencode(part)) > 255), None)
+    if long is not None or len(os.fsencode(text)) >= 4096:
+        raise argparse.ArgumentTypeError(f"{'the name ' + repr(long[:40] + '...') if long else 'the path'} is too "
+                                         f"long for a file system ({'255' if long else '4095'} bytes at most)")
+    return path
 
 
 class UsageError(Exception):

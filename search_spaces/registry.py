@@ -33,7 +33,11 @@ def available_spaces() -> list[str]:
 
 
 def _load_file(path: Path):
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # e.g. a name too long for the file system, which is_file raises on
+        raise ValueError(f"search space file {str(path)[:80]!r}: {exc.strerror or exc}") from None
+    if not found:
         raise ValueError(f"search space file not found: {path}")
     module_name = f"hwnas_user_space_{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)

@@ -349,6 +349,20 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(module, argv, c
     assert exc.value.code == 2 and "an empty path" in err and ": give a file or folder name" in err
 
 
+@pytest.mark.parametrize("argv, shown", [
+    (["--tables", "/tmp/" + "a" * 300], "the name 'aaaaaaaa"), (["--out", "x/" * 2100], "the path is too long"),
+    (["--space", "/tmp/" + "a" * 300 + ".py:X"], "File name too long"),
+])
+def test_a_path_too_long_for_the_file_system_is_one_line(argv, shown, capsys):
+    # Path.is_file() raised ENAMETOOLONG: an OSError traceback
+    try:
+        code = main(argv + ["--no-progress"])
+    except SystemExit as exc:   # argparse's refusal of a path option
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and shown in err and "Traceback" not in err
+
+
 def test_benchmark_writes_its_figures_as_json(tmp_path, capsys):
     out = tmp_path / "proxy.json"
     assert benchmark_main(["proxy", "--n", "3", "--json", str(out), "--no-progress"]) == 0
