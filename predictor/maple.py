@@ -189,10 +189,11 @@ class MaplePredictor(FewShotPredictor):
 
     def _rows(self, archs: Sequence[str]) -> np.ndarray:
         feats = np.asarray(self.space.cost_features(list(archs)), dtype=np.float64)
-        if feats.ndim != 2 or len(feats) != len(archs) or not np.all(np.isfinite(feats)):
+        if feats.ndim != 2 or len(feats) != len(archs) or feats.shape[1] == 0 or not np.all(np.isfinite(feats)):
             # a user space's override: said here, not as a shape error deep in the linear algebra
             raise ValueError(f"search space {self.space.name!r}: cost_features gave shape {feats.shape} for "
-                             f"{len(archs)} architectures; it must give finite numbers, one row per architecture")
+                             f"{len(archs)} architectures; it must give finite numbers, one row per architecture "
+                             "and at least one column")
         return np.concatenate([np.ones((len(feats), 1)), feats], axis=1)
 
     # --- fitting ---------------------------------------------------------------------------------

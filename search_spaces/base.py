@@ -121,6 +121,9 @@ class SearchSpace(ABC):
                 and np.all(choices >= 1)):
             raise ValueError(f"search space {self.name!r} has n_choices {choices.tolist()!r}: it must be a non-empty "
                              "1-D array of integers >= 1, the number of options at each genome position")
+        if np.all(choices == 1):
+            raise ValueError(f"search space {self.name!r} has n_choices {choices.tolist()!r}: one architecture, "
+                             "nothing to search; give some position two choices or more")
         for method, args in _CALLED_AS.items():
             fn = getattr(self, method)
             try:

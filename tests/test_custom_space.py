@@ -130,6 +130,7 @@ def _table(tmp_path, archs, devices=("a", "b", "c")) -> Path:
     ("json:", "is not path/to/file.py:ClassName or package.module:ClassName"),
     ("..x:Space", "cannot import module '..x'"),
     (f"{BROKEN}:NeedsItsDataFile", "cannot construct"),     # was a FileNotFoundError traceback
+    (f"{BROKEN}:OneArchitecture", "has n_choices [1, 1]: one architecture, nothing to search"),
     (f"{BROKEN}:AccuracyWithoutDataset", "accuracy(archs) cannot be called as accuracy(archs, dataset), as the "
                                          "search calls it"),   # a TypeError traceback once the search began
 ])

@@ -217,6 +217,7 @@ def test_cache_round_trip_and_corrupt_entry(space, tables, tmp_path, monkeypatch
 @pytest.mark.parametrize("broken, shown", [
     (lambda f: f[:-1], "shape (399, 4) for 400 architectures"),
     (lambda f: np.where(f == 2, np.nan, f), "shape (400, 4) for 400 architectures"),
+    (lambda f: f[:, :0], "shape (400, 0) for 400 architectures"),   # was numpy's "Input must be 1- or 2-d."
 ])
 def test_cost_features_of_the_wrong_shape_are_named(tables, broken, shown):
     from search_spaces.nasbench201 import NasBench201
