@@ -165,8 +165,9 @@ def _checked_rows(df: pd.DataFrame, path) -> pd.DataFrame:
             raise ValueError(f"latency table {path}: {column} {what} in {int(bad.sum())} row(s), "
                              f"first in row {row + 1} ({shown})")
     # Blanks around a name are a slip of whoever wrote the file ("gold_6226 " was another device than
-    # gold_6226, and so left the shipped gold_6226 in a benchmark's initial set).
-    out = pd.DataFrame({"device": df["device"].astype(str).str.strip(), "arch_str": df["arch_str"].astype(str),
+    # gold_6226, and so left the shipped gold_6226 in a benchmark's initial set; " 0-0-0" passed a
+    # lenient encode, and then matched no candidate of the search).
+    out = pd.DataFrame({"device": df["device"].astype(str).str.strip(), "arch_str": df["arch_str"].astype(str).str.strip(),
                         "latency_ms": latency.astype(np.float64)})
     # What `profiler collect` records of how a device was measured, kept where present: it tells a
     # table of this machine under another name (profiler benchmark).
@@ -194,6 +195,7 @@ def load_tables(space, paths=()) -> LatencyTable:
         if not isinstance(long, pd.DataFrame):
             raise ValueError(f"search space {space.name!r}: latency_table() returned {type(long).__name__}, not a "
                              "pandas DataFrame with columns device, arch_str, latency_ms (or None)")
+        long = _checked_rows(long, f"of search space {space.name!r} (its latency_table())")
     # A space's own table is checked too (0.2 s for NAS-Bench-201's 15,625): a user space's may be stale.
     bad = []
     for arch in long["arch_str"].unique() if "arch_str" in long.columns else ():

@@ -188,6 +188,10 @@ def test_names_in_a_csv_table_are_read_as_written(tmp_path):
     path.write_text("device,arch_str,latency_ms\n007,000,1.5\n1.50,010,2.0\n")
     long = read_latency_files([path])
     assert list(long["device"]) == ["007", "1.50"] and list(long["arch_str"]) == ["000", "010"]
+    # blanks around a name are a slip: " 0-0-0" passed a lenient encode and then matched no candidate
+    path.write_text("device,arch_str,latency_ms\n box ,  0-0-1 ,1.5\n")
+    long = read_latency_files([path])
+    assert list(long["device"]) == ["box"] and list(long["arch_str"]) == ["0-0-1"]
 
 
 def test_tables_with_choices_beyond_the_spaces_n_choices_are_refused(tmp_path):
@@ -206,6 +210,8 @@ def test_tables_with_choices_beyond_the_spaces_n_choices_are_refused(tmp_path):
                           "e.g. 'x0-0-0' (invalid literal for int() with base 10: 'x0')"),
     ("ShipsNoDataFrame", "error: search space 'ships_no_dataframe': latency_table() returned str, not a pandas "
                          "DataFrame with columns device, arch_str, latency_ms (or None)"),
+    ("ShipsWordsForLatencies", "error: latency table of search space 'ships_words' (its latency_table()): latency_ms "
+                               "is not a positive number in 1 row(s), first in row 3 ('fast')"),
 ])
 def test_a_spaces_own_latency_table_is_checked_like_a_given_one(tmp_path, space, expected):
     r = run_cli("--space", f"{BROKEN}:{space}", "--device", "a", "--out", str(tmp_path / "r"), "--no-progress")

@@ -235,3 +235,15 @@ class OneArchitecture(FailsForward):
     @property
     def n_choices(self):
         return np.array([1, 1])
+
+
+class ShipsWordsForLatencies(FailsForward):
+    """latency_table() with a word where a latency belongs: pandas' "could not convert", naming nothing."""
+
+    name = "ships_words"
+
+    def latency_table(self):
+        import pandas as pd
+
+        return pd.DataFrame({"device": ["a", "a", "b", "b", "c", "c"], "arch_str": ["0-0-0", "0-0-1"] * 3,
+                             "latency_ms": [1.0, 2.0, "fast", 2.5, 1.2, 2.2]})
