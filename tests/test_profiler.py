@@ -186,9 +186,12 @@ def test_profile_round_trip(tmp_path):
     # the optional fields that only explain things, hand-edited: read as not recorded, not a TypeError
     # after minutes of measuring (profile's "replacing ..." note reads them)
     data = json.loads(path.read_text())
-    path.write_text(json.dumps({**data, "tables": [1], "tables_digest": 7}))
+    path.write_text(json.dumps({**data, "tables": [1], "tables_digest": 7, "measure_config": "cpu",
+                                "conditions": None, "spreads": []}))
     p = load_profile("box1", "nasbench201", tmp_path)
     assert p.tables is None and p.tables_digest is None and p.tables_made_for() is None
+    # a search reads measure_config.get("device"): an AttributeError traceback
+    assert p.measure_config == {} and p.conditions == {} and p.spreads == {}
 
 
 def test_a_saved_profile_follows_the_umask_like_any_file(tmp_path, umask):
