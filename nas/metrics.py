@@ -33,8 +33,8 @@ def normalised_objectives(accuracy_pct: np.ndarray, latency_ms: np.ndarray, max_
 def true_hv_ratio(found_acc, found_lat, all_acc, all_lat) -> float | None:
     """HV of the found front under true objectives / HV of the true front of the whole space.
 
-    None where the true front has no hypervolume (no architecture above 0% accuracy): there is
-    nothing to be a fraction of.
+    None where the true front has no hypervolume (no architecture above 0% accuracy, or none faster
+    than the slowest: a table of one latency): there is nothing to be a fraction of.
     """
     max_lat = float(np.max(all_lat))
     hv_found = hypervolume(normalised_objectives(found_acc, found_lat, max_lat))

@@ -111,7 +111,8 @@ def print_summary(path: Path, summary: dict) -> None:
     if "true_hv_ratio" in summary:
         regret = ", ".join(f"{k} {v:.2f}" for k, v in summary["regret_pp"].items())
         hv = summary["true_hv_ratio"]
-        hv = "n/a (no architecture above 0% accuracy)" if hv is None else f"{hv:.4f}"
+        hv = ("n/a (the true front has no hypervolume: no architecture above 0% accuracy, or none faster than the "
+              "slowest)") if hv is None else f"{hv:.4f}"
         lines.append(f"  against the device's table: HV ratio {hv}, "
                      f"predicted within ±10% {summary['pred_within_10pct']:.3f}, regret (pp) {regret}")
     elif "pred_within_10pct" in summary:  # a table of part of the space (FBNet's hold 5,000 archs)

@@ -305,7 +305,8 @@ def test_summary_rounds_the_re_measured_fronts_spearman(capsys, rho, shown):
 
 def test_summary_says_when_the_hv_ratio_has_nothing_to_be_a_fraction_of(capsys):
     lines = printed_summary(capsys, true_hv_ratio=None, pred_within_10pct=0.5, regret_pp={"p25": 0.0})
-    assert lines[2] == ("  against the device's table: HV ratio n/a (no architecture above 0% accuracy), "
+    assert lines[2] == ("  against the device's table: HV ratio n/a (the true front has no hypervolume: no "
+                        "architecture above 0% accuracy, or none faster than the slowest), "
                         "predicted within ±10% 0.500, regret (pp) p25 0.00")
 
 
