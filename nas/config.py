@@ -47,7 +47,8 @@ def write_atomically(path: Path | str, write: Callable[[Path], object]) -> Path:
     name starts with '.' and ends in '.tmp', so no folder reader takes it for a table or an image; and
     it is not tempfile's, whose files are private (0600): this one follows the umask."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    # At most 215 bytes of the name: with the 14 added, a 255-byte name (the file system's most) still fits.
+    tmp = path.with_name(f".{os.fsdecode(os.fsencode(path.name)[:200])}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)

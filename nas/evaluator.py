@@ -51,10 +51,11 @@ def checked_values(objective: Objective, archs: list[str]) -> np.ndarray:
         values = np.asarray(raw)
         if values.dtype.kind == "c":  # converting would keep the real part, with only a warning
             raise TypeError("complex numbers cannot be ranked")
-        if values.dtype.kind in "bUS":
+        if values.dtype.kind in "bUS" or (values.dtype.kind == "O" and any(
+                isinstance(v, (str, bytes, bool, np.bool_)) for v in values.ravel())):
             # "50" and True convert to 50.0 and 1.0, which pymoo takes, and numpy's negation of the
             # raw values (the report's true front) does not
-            raise TypeError(f"it holds {'booleans' if values.dtype.kind == 'b' else 'strings'}, not numbers")
+            raise TypeError("it holds strings or booleans, not numbers")
         values = values.astype(float)
     except (TypeError, ValueError) as exc:  # e.g. None, strings or ragged lists for numbers
         raise UsageError(f"{objective.name} of {len(archs)} architectures is not an array of numbers: {exc}") from None

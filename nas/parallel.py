@@ -132,13 +132,22 @@ def start_local_ray(num_cpus: int | None) -> None:
 
 @contextlib.contextmanager
 def _interrupts_held():
-    """Within the block, a SIGINT is recorded in the list yielded instead of raised (main thread only:
-    elsewhere Python delivers no signals)."""
+    """Within the block, a first SIGINT is recorded in the list yielded instead of raised; a second
+    one is raised at once (a start that hangs can still be left). Main thread only, where Python
+    delivers signals, and only where a Python handler is in place to put back afterwards."""
     received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
         yield received
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+
+    def hold(signum, frame):
+        if received:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        received.append(signum)
+
+    signal.signal(signal.SIGINT, hold)
     try:
         yield received
     finally:

@@ -115,7 +115,7 @@ def print_summary(path: Path, summary: dict) -> None:
               "slowest)") if hv is None else f"{hv:.4f}"
         lines.append(f"  against the device's table: HV ratio {hv}, "
                      f"predicted within ±10% {summary['pred_within_10pct']:.3f}, regret (pp) {regret}")
-    elif "pred_within_10pct" in summary:  # a table of part of the space (FBNet's hold 5,000 archs)
+    elif "pred_within_10pct" in summary:  # no true front: a table of part of the space, or a proxy objective
         lines.append(f"  against the device's table, which holds {summary['n_with_table_latency']} of the "
                      f"evaluated candidates: predicted within ±10% {summary['pred_within_10pct']:.3f}")
     from nas.metrics import format_speedup

@@ -198,7 +198,7 @@ def load_tables(space, paths=()) -> LatencyTable:
         long = _checked_rows(long, f"of search space {space.name!r} (its latency_table())")
     # A space's own table is checked too (0.2 s for NAS-Bench-201's 15,625): a user space's may be stale.
     bad = []
-    for arch in long["arch_str"].unique() if "arch_str" in long.columns else ():
+    for arch in long["arch_str"].unique():
         try:
             space.encode_within_choices(arch)
         except ValueError as exc:

@@ -205,9 +205,9 @@ def load_profile(name: str, space: str, directory: Path | str | None = None,
         profile.tables = None
     if not isinstance(profile.tables_digest, str):
         profile.tables_digest = None
-    for name in ("measure_config", "conditions", "spreads"):  # read with .get: a hand-edited "cpu" failed there
-        if not isinstance(getattr(profile, name), dict):
-            setattr(profile, name, {})
+    for field_name in ("measure_config", "conditions", "spreads"):  # read with .get: a hand-edited "cpu" failed there
+        if not isinstance(getattr(profile, field_name), dict):
+            setattr(profile, field_name, {})
     return profile
 
 

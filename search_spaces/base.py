@@ -114,7 +114,9 @@ class SearchSpace(ABC):
         string that `encode` takes back to a genome within `n_choices` (not necessarily the same genome:
         a space with interchangeable positions may canonicalise).
         Tried on the all-first and all-last genomes and `n_random` random ones, so that a user's space
-        fails when it is loaded, in one line, not deep inside the predictor or pymoo.
+        fails when it is loaded, in one line, not deep inside the predictor or pymoo. A space of one
+        architecture is refused (nothing to search), and so is a method that cannot be called as the
+        search calls it (`accuracy(self, archs)` without `dataset`, say).
         """
         choices = np.asarray(self.n_choices)
         if not (choices.ndim == 1 and choices.size > 0 and np.issubdtype(choices.dtype, np.integer)
@@ -126,13 +128,17 @@ class SearchSpace(ABC):
                              "nothing to search; give some position two choices or more")
         for method, args in _CALLED_AS.items():
             fn = getattr(self, method)
+            if not callable(fn):
+                raise ValueError(f"search space {self.name!r}: {method} is {type(fn).__name__} {fn!r}, not a method")
             try:
-                inspect.signature(fn).bind(*args)
-            except TypeError as exc:  # the search would stop on it in a TypeError traceback, minutes in
-                raise ValueError(f"search space {self.name!r}: {method}{inspect.signature(fn)} cannot be called as "
-                                 f"{method}({', '.join(args)}), as the search calls it: {exc}") from None
+                signature = inspect.signature(fn)
             except ValueError:
-                pass  # no signature to read (a C function): it is tried when called
+                continue  # no signature to read (a C function): it is tried when called
+            try:
+                signature.bind(*args)
+            except TypeError as exc:  # the search would stop on it in a TypeError traceback, minutes in
+                raise ValueError(f"search space {self.name!r}: {method}{signature} cannot be called as "
+                                 f"{method}({', '.join(args)}), as the search calls it: {exc}") from None
         rng = np.random.default_rng(0)
         genomes = [np.zeros_like(choices), choices - 1, *rng.integers(0, choices, size=(n_random, len(choices)))]
         for genome in genomes:

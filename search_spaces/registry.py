@@ -77,32 +77,50 @@ PROJECT_PACKAGES = frozenset({"nas", "predictor", "profiler", "search_spaces"})
 
 
 def user_code_error(exc: BaseException) -> str | None:
-    """One line for `exc` where a user's code raised it: a file outside this project's packages, the
-    standard library and installed packages (a space file, or a module beside it). None for any other,
-    so that a bug of ours keeps its traceback.
+    """One line for `exc` where a search space's own code raised it, naming the space's method that
+    was running and the line of the user's files that raised (or called what raised). None for any
+    other, so that a bug of ours keeps its traceback.
 
-    Our calls into a space turn its ValueErrors into messages of their own; this is for the rest (an
-    IndexError in a decode, a KeyError in an accuracy look-up), which would otherwise end a run in a
-    traceback from deep inside the search.
+    The user's code is found by what runs, not by where files lie: a frame running a method that a
+    space class defines (not `SearchSpace` or a built-in space: a user's space installed in
+    site-packages counts, a library on PYTHONPATH does not), and the frames below it in that file's
+    folder (a list comprehension, a helper module beside it). Our calls into a space turn its
+    ValueErrors into messages of their own; this is for the rest (an IndexError in a decode, a
+    KeyError in an accuracy look-up), which would otherwise end a run in a traceback.
     """
-    import site
-    import sysconfig
-    import traceback
-
-    ours = Path(__file__).resolve().parents[1]
-    libraries = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    libraries |= {*site.getsitepackages(), site.getusersitepackages()}
-    known = [ours / p for p in PROJECT_PACKAGES] + [Path(d).resolve() for d in libraries]
-    users = [f for f in traceback.extract_tb(exc.__traceback__)
-             if not f.filename.startswith("<")      # frozen importlib, <string>
-             and not any(Path(f.filename).resolve().is_relative_to(d) for d in known)]
-    if not users:
+    try:
+        frames = []
+        tb = exc.__traceback__
+        while tb is not None:
+            frames.append((tb.tb_frame, tb.tb_lineno))
+            tb = tb.tb_next
+        entry = next((frame for frame, _ in frames if _runs_a_user_method(frame)), None)
+        if entry is None:
+            return None
+        folder = Path(entry.f_code.co_filename).resolve().parent
+        code, line = next((f.f_code, n) for f, n in reversed(frames)
+                          if Path(f.f_code.co_filename).resolve().is_relative_to(folder))
+        return (f"the search space's code raised {type(exc).__name__}: {exc} (in {entry.f_code.co_name}, "
+                f"{code.co_filename}:{line})")
+    except Exception:  # noqa: BLE001 - called while handling an error: never hide that one
         return None
-    # The method we called (the outermost of the user's frames), and the line that raised, or that
-    # called the library that raised (the deepest).
-    called, where = users[0], users[-1]
-    return (f"the search space's code raised {type(exc).__name__}: {exc} (in {called.name}, "
-            f"{where.filename}:{where.lineno})")
+
+
+def _runs_a_user_method(frame) -> bool:
+    """Whether `frame` runs a method (or property) that a user's SearchSpace subclass defines."""
+    space = frame.f_locals.get("self")
+    if not isinstance(space, SearchSpace):
+        return False
+    ours = {SearchSpace, *_builtin().values()}
+    for cls in type(space).__mro__:
+        if cls in ours or not issubclass(cls, SearchSpace):
+            continue
+        for attr in vars(cls).values():
+            fn = getattr(attr, "fget", attr)        # a property's getter
+            fn = getattr(fn, "__func__", fn)        # a classmethod's or staticmethod's function
+            if getattr(fn, "__code__", None) is frame.f_code:
+                return True
+    return False
 
 
 def modules_beside(module) -> list:
@@ -179,7 +197,7 @@ def get_space(name: str, dataset: str | None = None) -> SearchSpace:
                              "or give your own as path/to/file.py:ClassName or package.module:ClassName")
         try:
             loaded = eps[name].load()
-        except Exception as exc:  # the installed package's import fails, or it lacks the class it names
+        except (Exception, SystemExit) as exc:  # the installed package's import fails, or it lacks the class it names
             raise ValueError(f"cannot load search space {name!r} from its entry point {eps[name].value!r}: "
                              f"{type(exc).__name__}: {exc}") from None
         cls = _check(loaded, name)

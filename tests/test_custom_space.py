@@ -131,6 +131,7 @@ def _table(tmp_path, archs, devices=("a", "b", "c")) -> Path:
     ("..x:Space", "cannot import module '..x'"),
     (f"{BROKEN}:NeedsItsDataFile", "cannot construct"),     # was a FileNotFoundError traceback
     (f"{BROKEN}:OneArchitecture", "has n_choices [1, 1]: one architecture, nothing to search"),
+    (f"{BROKEN}:ListsNoArchs", "'lists_no_archs': all_archs is NoneType None, not a method"),
     (f"{BROKEN}:AccuracyWithoutDataset", "accuracy(archs) cannot be called as accuracy(archs, dataset), as the "
                                          "search calls it"),   # a TypeError traceback once the search began
 ])
@@ -255,8 +256,8 @@ def test_a_genome_the_space_rejects_stops_the_search_cleanly(tmp_path):
     ("AccuracyLooksUp", r"error: the search space's code raised KeyError: '1-[01]-[01]' \(in accuracy, "
                         r".*broken_spaces\.py:\d+\)"),
     # "50" passed as 50.0, then the report's true front negated the strings: a traceback after the search
-    ("AccuracyAsText", r"error: accuracy of \d+ architectures is not an array of numbers: it holds strings, not "
-                       r"numbers"),
+    ("AccuracyAsText", r"error: accuracy of \d+ architectures is not an array of numbers: it holds strings or "
+                       r"booleans, not numbers"),
 ])
 def test_an_accuracy_that_is_not_one_number_per_candidate_stops_the_search(tmp_path, space, expected):
     import re
@@ -291,6 +292,38 @@ def test_an_exception_in_a_spaces_code_is_one_line_in_the_profiler_too(tmp_path)
     assert re.fullmatch(r"error: the search space's code raised KeyError: '1' \(in cost_features, "
                         r".*broken_spaces\.py:\d+\)", r.stderr.strip()), r.stderr
     assert not (tmp_path / "profiles").exists()
+
+
+def test_the_spaces_own_code_is_told_by_what_runs_not_by_where_it_is_installed(tmp_path, monkeypatch):
+    # A space installed as a package lives in site-packages, whose frames were taken for a library's:
+    # its KeyError was a traceback. A library's error outside any space method is not the user's.
+    import site
+
+    from search_spaces.registry import user_code_error
+
+    (tmp_path / "userpkg").mkdir()
+    (tmp_path / "userpkg" / "__init__.py").write_text("")
+    (tmp_path / "userpkg" / "space.py").write_text(
+        "from tests.spaces.broken_spaces import FailsForward\n\n"
+        "def lookup(arch):\n"
+        "    return {}[arch]\n\n"
+        "class Installed(FailsForward):\n"
+        "    name = 'installed'\n\n"
+        "    def accuracy(self, archs, dataset=None):\n"
+        "        return [lookup(a) for a in archs]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.setattr(site, "getsitepackages", lambda: [str(tmp_path)])   # as if pip had put it there
+    space = get_space("userpkg.space:Installed")
+    with pytest.raises(KeyError) as raised:
+        space.accuracy(["0-0-1"])
+    assert re.fullmatch(r"the search space's code raised KeyError: '0-0-1' \(in accuracy, .*userpkg/space\.py:4\)",
+                        user_code_error(raised.value))
+    from userpkg.space import lookup
+
+    with pytest.raises(KeyError) as raised:
+        lookup("x")        # the same file, but no space's method running
+    assert user_code_error(raised.value) is None
 
 
 def test_a_device_name_too_long_for_a_folder_is_still_an_unknown_device(tmp_path):

@@ -270,3 +270,19 @@ def test_ctrl_c_while_the_local_ray_starts_leaves_no_ray_processes():
     assert out == "interrupted\n"
     time.sleep(3)
     assert not _ray_processes() - before
+
+
+def test_a_first_ctrl_c_is_held_while_ray_starts_and_a_second_is_not():
+    # every Ctrl-C was held: a start that hung (a minute waiting for a GCS) could not be left
+    from nas.parallel import _interrupts_held
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with _interrupts_held() as received:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+            assert received == [signal.SIGINT]
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+            pytest.fail("the second Ctrl-C was held too")
+    assert signal.getsignal(signal.SIGINT) is before

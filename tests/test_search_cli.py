@@ -399,3 +399,17 @@ def test_a_file_written_atomically_is_whole_or_untouched(tmp_path, umask):
     with pytest.raises(KeyboardInterrupt):
         write_atomically(path, fails_half_way)
     assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["t.csv"]
+    # the longest name a file system takes (and path_arg lets through) is written, temporary name and all
+    longest = write_atomically(tmp_path / ("x" * 250 + ".json"), lambda tmp: tmp.write_text("{}"))
+    assert longest.read_text() == "{}"
+
+
+def test_an_accuracy_of_strings_in_an_object_array_is_refused():
+    # a pandas column read from a text file is of dtype object: "50" became 50.0
+    from nas.evaluator import Objective, checked_values
+
+    text = Objective("accuracy", "accuracy (%)", lambda archs: pd.Series(["50"] * len(archs), dtype=object))
+    with pytest.raises(UsageError, match="it holds strings or booleans, not numbers"):
+        checked_values(text, ["a", "b"])
+    numbers = Objective("accuracy", "accuracy (%)", lambda archs: pd.Series([50.0] * len(archs), dtype=object))
+    assert checked_values(numbers, ["a", "b"]).tolist() == [50.0, 50.0]

@@ -247,3 +247,10 @@ class ShipsWordsForLatencies(FailsForward):
 
         return pd.DataFrame({"device": ["a", "a", "b", "b", "c", "c"], "arch_str": ["0-0-0", "0-0-1"] * 3,
                              "latency_ms": [1.0, 2.0, "fast", 2.5, 1.2, 2.2]})
+
+
+class ListsNoArchs(FailsForward):
+    """all_archs set to None as an attribute ("it has none"), where a method is expected."""
+
+    name = "lists_no_archs"
+    all_archs = None
