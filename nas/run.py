@@ -67,10 +67,17 @@ def load_space(config: SearchConfig) -> SearchSpace:
 
 def initial_table(space: SearchSpace, tables=()) -> LatencyTable:
     """The predictor's initial set: the user's tables where given, else the tables the space ships."""
+    from profiler.measure import LOCAL_DEVICES
+
     try:
-        return load_tables(space, tables)
+        table = load_tables(space, tables)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    named = [d for d in table.devices if d in LOCAL_DEVICES]
+    if named:  # --device local measures this machine, and its initial set silently left the table's out
+        raise UsageError(f"the latency tables name a device {named[0]!r}, which --device {named[0]} takes for this "
+                         "machine measured during the search: rename it in its table (collect refuses that name)")
+    return table
 
 
 def _accuracy(space: SearchSpace, archs, dataset):

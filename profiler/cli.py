@@ -382,9 +382,9 @@ def _refuse_a_folder_this_would_break(out, device: str, space, archs) -> None:
     """Refused before measuring: a folder that, with this device's table written, no search of this
     space could use (a search reads every table there, and every device needs the same archs).
 
-    Another space's table (named by device alone, so this device's own file would also be lost), or
-    another device's table of other architectures (another --n or --seed): said after measuring, it
-    cost minutes and left the folder broken.
+    Another space's table (named by device alone, so this device's own file would also be lost),
+    another device's table of other architectures (another --n or --seed), or another file holding
+    this device: said after measuring, it cost minutes and left the folder broken.
     """
     from predictor.tables import read_latency_files
 
@@ -392,9 +392,14 @@ def _refuse_a_folder_this_would_break(out, device: str, space, archs) -> None:
         if file.suffix not in (".csv", ".parquet"):
             continue
         try:
-            theirs = set(read_latency_files([file])["arch_str"])
+            rows = read_latency_files([file])
         except ValueError:
             continue  # not a table at all: said after measuring, as a search would say it
+        theirs = set(rows["arch_str"])
+        if file.stem != device and device in set(rows["device"]):  # a copy kept beside it, say
+            raise UsageError(f"{file} also holds measurements of device {device!r}: with this device's table written "
+                             f"beside it, a search of {out} would find two latencies for each architecture; move that "
+                             "file out of the folder, or give another --device-name")
         for arch in sorted(theirs):  # sorted: the one named is the same from run to run
             try:
                 space.encode_within_choices(arch)

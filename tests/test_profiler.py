@@ -638,6 +638,14 @@ def test_cli_collect_refuses_before_measuring_other_archs_than_the_folders(tmp_p
     assert _cli("collect", "--n", "3", *solo).returncode == 0
     assert _cli("collect", "--n", "2", "--seed", "5", *solo).returncode == 0
     assert len(pd.read_csv(tmp_path / "solo" / "a.csv")) == 2
+    # a copy of a device's table kept beside it under another name: collecting the device again wrote
+    # a second latency per architecture, exit 0, and no search could read the folder any more
+    (out / "a.csv").rename(out / "a-old.csv")
+    proc = _cli("collect", "--n", "3", "--device-name", "a", *quick)
+    assert proc.returncode == 2 and not (out / "a.csv").exists()
+    assert proc.stderr == (f"error: {out / 'a-old.csv'} also holds measurements of device 'a': with this device's "
+                           f"table written beside it, a search of {out} would find two latencies for each "
+                           "architecture; move that file out of the folder, or give another --device-name\n")
 
 
 def test_cli_collect_reads_the_folder_back_as_a_search_will(tmp_path):

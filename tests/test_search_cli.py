@@ -146,6 +146,22 @@ def test_tables_too_small_for_the_predictor_are_one_line_errors(tmp_path, device
     assert not (tmp_path / "results").exists()
 
 
+def test_a_table_device_named_local_is_refused(tmp_path):
+    # --device local measures this machine, and the table's "local" was left out of training unsaid
+    from search_spaces import get_space
+
+    long = get_space("nasbench201").latency_table()
+    long = long[long["device"].isin(["gold_6226", "pixel3", "raspi4"])
+                & long["arch_str"].isin(long["arch_str"].unique()[:20])].copy()
+    long["device"] = long["device"].replace({"raspi4": "local"})
+    long.to_csv(tmp_path / "t.csv", index=False)
+    r = run_cli("--tables", str(tmp_path / "t.csv"), "--device", "gold_6226", "--out", str(tmp_path / "results"),
+                "--no-progress")
+    assert r.returncode == 2 and not (tmp_path / "results").exists()
+    assert r.stderr == ("error: the latency tables name a device 'local', which --device local takes for this machine "
+                        "measured during the search: rename it in its table (collect refuses that name)\n")
+
+
 def test_a_word_where_a_latency_belongs_is_a_one_line_error(tmp_path):
     from search_spaces import get_space
 
