@@ -372,6 +372,9 @@ def _collect(args) -> int:
     except ValueError as exc:
         print(f"warning: a search with --tables {out} will stop: {exc}", file=sys.stderr)
         return 0
+    except KeyboardInterrupt:  # main's "nothing was written" would be untrue now
+        print(f"interrupted: {path} was written; the folder was not read back", file=sys.stderr)
+        return 130
     print(f"{out} now holds {len(devices)} device(s): {', '.join(devices)}"
           + ("" if len(devices) > 1 else " (the predictor needs at least 2: collect again on another machine "
                                          "or with another --batch-size)"))

@@ -740,3 +740,19 @@ def test_a_gpu_profile_is_described_by_its_gpu(tmp_path):
                               measure_config={"device": device}), tmp_path)
         target = resolve_target("box1", space, table, tmp_path)
         assert target.description == f"saved profile ({label}, 2026-01-01T00:00:00+00:00)"
+
+
+def test_a_ctrl_c_after_collect_wrote_its_table_says_it_was_written(tmp_path, monkeypatch, capsys):
+    # the read-back of the folder after the write was interrupted as "nothing was written"
+    import predictor.tables
+    from profiler.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predictor.tables, "load_tables", interrupted)
+    out = tmp_path / "tables"
+    code = main(["collect", "--n", "2", "--runs", "2", "--warmup", "0", "--quiet", "--device-name", "box",
+                 "--out", str(out)])
+    assert code == 130 and (out / "box.csv").is_file()
+    assert capsys.readouterr().err == f"interrupted: {out / 'box.csv'} was written; the folder was not read back\n"
