@@ -156,7 +156,10 @@ def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None
     if reference_archs is not None:
         refs, source = list(reference_archs), "given by the caller"
     elif maple is not None:
-        refs, source = list(maple.reference_archs(config.n_reference)), "maple.reference_archs"
+        try:
+            refs, source = list(maple.reference_archs(config.n_reference)), "maple.reference_archs"
+        except ValueError as exc:  # as --n's errors do, name the option
+            raise ValueError(f"--reference {config.n_reference}: {exc}") from None
     else:
         pool = [a for a in sample_archs(space, config.n + 50, config.seed + 1) if a not in set(test)]
         refs, source = pool[:config.n_reference], "random (MAPLE not asked for)"

@@ -451,6 +451,9 @@ def _check_writable_file(path: str) -> None:
     if Path(path).is_dir():
         raise UsageError(f"cannot write {path}: it is a folder; give a file name")
     parent = Path(path).resolve().parent
+    blocking = next((p for p in [parent, *parent.parents] if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():  # mkdir would say only "File exists"
+        raise UsageError(f"cannot write {path}: {blocking} is a file, not a folder")
     try:
         parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=parent, prefix=".write-check-"):

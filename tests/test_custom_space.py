@@ -75,6 +75,11 @@ def test_the_profiler_benchmark_scores_a_user_space_on_its_tables_without_this_m
     with pytest.raises(ValueError, match=r"these tables give 1 \(here-b2\).*Left out: .*box-b1 left out"):
         initial_table(get_space(EXAMPLE), config)
     assert len(result.reference) == 3 and len(result.measured) == 6
+    # more references than the tables hold: the error named no option
+    import dataclasses
+
+    with pytest.raises(ValueError, match=r"--reference 40: a target can be asked to measure 1 to 16 "):
+        run_benchmark(dataclasses.replace(config, n_reference=40), progress=False)
     # the test archs are drawn as `collect` drew the tables, which the references are chosen from: one
     # of them was scored on its own measurement
     shared = set(result.reference) & set(result.measured)

@@ -524,8 +524,9 @@ def test_cli_benchmark_refuses_unwritable_json_before_measuring(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     proc = _cli("benchmark", "--n", "2", "--runs", "1", "--quiet", "--json", str(blocker / "out.json"))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("error: cannot write") and proc.stdout == ""
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stdout == ""
+    # it said "File exists", of a folder the user never meant to make
+    assert proc.stderr == f"error: cannot write {blocker / 'out.json'}: {blocker} is a file, not a folder\n"
     # a folder passed the check and failed after the measuring
     proc = _cli("benchmark", "--n", "2", "--runs", "1", "--quiet", "--json", str(tmp_path))
     assert proc.returncode == 2 and proc.stdout == ""
