@@ -156,7 +156,8 @@ def print_proxy(r: dict) -> None:
     for key in r:
         if key.startswith("spearman_"):
             dataset = key.removeprefix("spearman_")
-            print(f"  {dataset:15s} proxy {r[key]:6.3f}   parameters {r['params_' + key]:6.3f}")
+            proxy, params = (f"{v:6.3f}" if np.isfinite(v) else "   n/a" for v in (r[key], r["params_" + key]))
+            print(f"  {dataset:15s} proxy {proxy}   parameters {params}")
     line = f"seconds per architecture, one thread: NAS-Bench-201 {r['seconds_per_arch']:.3f}"
     if "fbnet_seconds_per_arch" in r:
         line += f", FBNet {r['fbnet_seconds_per_arch']:.3f} (over {r['n_fbnet']})"

@@ -122,7 +122,9 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
             note(f"{_label(method, k)} not scored: fewer than 2 architectures left to predict")
             scores = {key: float("nan") for key in KEYS}
         else:
-            scores = latency_scores(np.asarray(pred)[keep], true[keep])
+            scores = _scores(np.asarray(pred)[keep], true[keep])
+            if not np.isfinite(scores["spearman"]):
+                note("rho n/a: every architecture scored has the same latency in the table")
         for key, v in scores.items():
             out[method][key].append(v)
 
@@ -181,6 +183,34 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
     return out
 
 
+def _scores(pred, true) -> dict[str, float]:
+    """`latency_scores`, with Spearman NaN (n/a) where the table's latencies are all equal: there is no
+    ranking to agree with, and its 0.0 would read as a measured failure."""
+    scores = latency_scores(pred, true)
+    if np.ptp(true) == 0:
+        scores["spearman"] = float("nan")
+    return scores
+
+
+def _unseen(name: str, truth, shipped: LatencyTable) -> tuple[LatencyTable, list[str]]:
+    """The initial set for a user table's target `name` (latencies `truth`), and why devices were left
+    out of it: a shipped device of that name (re-measured), and any shipped device whose latencies are
+    the target's on every architecture they share (a shipped table under another name, which the
+    affine copy would match exactly)."""
+    initial, why = (shipped.without(name), [f"{name} is a shipped device: left out of its initial set"]) \
+        if name in shipped.devices else (shipped, [])
+    shared = [a for a in truth.index if a in set(initial.archs)]
+    if len(shared) >= 2:
+        cols = [initial.archs.index(a) for a in shared]
+        # rtol 1e-6: the shipped tables are float32, and a copy through a CSV differs in the 8th digit
+        same = np.all(np.isclose(initial.latency_ms[:, cols], truth[shared].to_numpy(), rtol=1e-6, atol=0), axis=1)
+        for device in [d for d, s in zip(initial.devices, same) if s]:
+            initial = initial.without(device)
+            why.append(f"{device} has the same latencies on all {len(shared)} architectures the tables share: "
+                       "taken for this device under another name and left out of its initial set")
+    return initial, why
+
+
 def shipped_space_and_table(space_name: str):
     """The space called `space_name` and its shipped latency table (the initial set's source)."""
     from search_spaces import get_space
@@ -214,15 +244,16 @@ def run(space_name: str, k: int, trials: int, devices=None, table_path=None, con
         if unknown:
             raise UsageError(f"{table_path} has no device(s) {', '.join(unknown)}; it has: "
                              f"{', '.join(user_table.devices)}")
-        # A user table may re-measure a shipped device: it must still be unseen.
-        targets = [(d, shipped.without(d) if d in shipped.devices else shipped, user_table.column(d))
-                   for d in names]
+        if len(user_table.archs) < k + 2:  # every column would be n/a, and the run would "succeed"
+            raise UsageError(f"{table_path} holds {len(user_table.archs)} architecture(s): --samples {k} leaves fewer "
+                             "than 2 to score; measure more, or ask for fewer samples")
+        targets = [(d, *_unseen(d, user_table.column(d), shipped), user_table.column(d)) for d in names]
     else:
         names = devices or help_split(space_name, "meta-test", shipped.devices)
         unknown = [d for d in names if d not in shipped.devices]
         if unknown:
             raise UsageError(f"unknown device(s) {', '.join(unknown)}; known: {', '.join(shipped.devices)}")
-        targets = [(d, shipped.without(d), shipped.column(d)) for d in names]
+        targets = [(d, shipped.without(d), [], shipped.column(d)) for d in names]
 
     fits: dict = {}
     if k >= 10:  # the maple-10 column (max(10, K) references) would repeat maple-K
@@ -231,10 +262,10 @@ def run(space_name: str, k: int, trials: int, devices=None, table_path=None, con
     bar = tqdm(total=len(targets) * seeds * trials, desc="targets x seeds x trials", unit="trial",
                disable=not progress)
     with bar:  # closed before an error is printed, so that the message is not drawn over
-        for name, initial, truth in targets:
+        for name, initial, left_out, truth in targets:
             bar.set_postfix(device=name)
             truth.name = name
-            points[name], notes[name] = {}, []
+            points[name], notes[name] = {}, list(left_out)
             scores = evaluate_target(space, initial, truth, k, trials, config, fits, methods, seeds, bar,
                                      points[name], notes[name])
             per_device[name] = {m: {**{key: _mean(v) for key, v in s.items()},
@@ -262,9 +293,11 @@ def _mean_over_devices(values) -> float:
 
 
 def _finite_or_none(obj):
-    """`obj` with every NaN as None: JSON has no NaN, and null says 'not scored'."""
+    """`obj` with every NaN (or infinity) as None: JSON has no NaN, and null says 'not scored'."""
     if isinstance(obj, dict):
         return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
     return None if isinstance(obj, float) and not np.isfinite(obj) else obj
 
 
@@ -307,13 +340,17 @@ def format_table(result: dict) -> str:
                 line += f"{'n/a':>16}{'n/a':>7}"
                 continue
             cell = f"{s['within_10pct']:.3f}" + (f"±{std:.3f}" if std else "")
-            line += f"{cell:>16}{s['spearman']:7.3f}"
+            line += f"{cell:>16}{_shown(s['spearman']):>7}"
         lines.append(line)
     for name, said in result.get("notes", {}).items():
         lines += [f"{name}: {text}" for text in said]
     if any(not np.isfinite(d[m]["within_10pct"]) for d in result["per_device"].values() for m in methods):
         lines.append("n/a: not scored (why is said above); a mean over targets is n/a where one of them is")
     return "\n".join(lines)
+
+
+def _shown(value: float) -> str:
+    return f"{value:.3f}" if np.isfinite(value) else "n/a"
 
 
 def plot_predictions(result: dict, path: Path) -> None:
@@ -346,8 +383,10 @@ def plot_predictions(result: dict, path: Path) -> None:
             axis.set_major_locator(LogLocator(subs=(1, 2, 5) if hi / lo < 100 else (1.0,)))
             axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             axis.set_minor_formatter(NullFormatter())
-        s = result["per_device"][name]["maple"]
-        ax.set_title(f"{name}: ±10% {s['within_10pct']:.3f}, rho {s['spearman']:.3f}\n"
+        # The scores of the points drawn (seed 0's): with --seeds the table's are a mean over seeds.
+        s = _scores(pred[~measured], true[~measured])
+        seed = " (seed 0)" if result.get("seeds", 1) > 1 else ""
+        ax.set_title(f"{name}{seed}: ±10% {s['within_10pct']:.3f}, rho {_shown(s['spearman'])}\n"
                      f"{int((~measured).sum())} architectures scored", fontsize=10)
         ax.legend(loc="upper left", fontsize=8)
     for ax in axes.flat[len(points):]:
@@ -379,13 +418,22 @@ def check_output_folder(path: Path | None) -> None:
         raise UsageError(f"cannot write {path}: {path.parent} is not an existing folder")
     if path is not None and path.is_dir():
         raise UsageError(f"cannot write {path}: it is a folder; give a file name")
+    if path is not None:  # a folder that refuses new files: said now, not after minutes of work
+        import tempfile
+
+        try:
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".write-check-"):
+                pass
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def check_image_format(path: Path) -> None:
     """UsageError unless matplotlib can write `path`'s suffix: said before the work, not after it."""
     from matplotlib.figure import Figure
 
-    formats = Figure().canvas.get_supported_filetypes()
+    # pgf is LaTeX source that matplotlib can only write with a TeX installation: not an image anyway.
+    formats = {f for f in Figure().canvas.get_supported_filetypes() if f != "pgf"}
     if path.suffix.lstrip(".").lower() not in formats:
         raise UsageError(f"cannot draw {path}: end its name in an image format, one of "
                          f"{', '.join('.' + f for f in sorted(formats))}")
@@ -393,7 +441,9 @@ def check_image_format(path: Path) -> None:
 
 def write_json(path: Path, obj) -> None:
     """Write `obj` as indented JSON, under a temporary name then renamed: never half a file."""
-    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n"))  # numpy scalars too
+    # NaN as null: json.dumps writes a bare NaN, which is no JSON, and other readers refuse it.
+    text = json.dumps(_finite_or_none(obj), indent=2, default=float, allow_nan=False)   # numpy scalars too
+    write_atomically(path, lambda tmp: tmp.write_text(text + "\n"))
 
 
 def _label(method: str, k: int) -> str:
@@ -413,9 +463,10 @@ def main(argv=None) -> int:
     p.add_argument("--devices", type=device_list, default=None,
                    help="comma-separated targets (default: HELP's meta-test devices of the space)")
     p.add_argument("--table", type=path_arg, default=None,
-                   help="parquet/CSV with columns device, arch_str, latency_ms: its devices are the unseen "
-                        "targets; the initial set stays the shipped devices. Where the table lacks the design's "
-                        "references (random architectures, say), the design chooses among the ones it holds")
+                   help="parquet/CSV (or a folder of them) with columns device, arch_str, latency_ms: its devices "
+                        "are the unseen targets; the initial set stays the shipped devices, less any of the same "
+                        "name or the same latencies. Where the table lacks the design's references (random "
+                        "architectures, say), the design chooses among the ones it holds")
     p.add_argument("--json", type=path_arg, default=None, help="write per-device and mean figures to this file")
     p.add_argument("--plot", type=path_arg, default=None,
                    help="draw maple-K's predictions against each target's table to this image (e.g. .png)")

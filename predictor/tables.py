@@ -167,7 +167,8 @@ def _checked_rows(df: pd.DataFrame, path) -> pd.DataFrame:
     # Blanks around a name are a slip of whoever wrote the file ("gold_6226 " was another device than
     # gold_6226, and so left the shipped gold_6226 in a benchmark's initial set; " 0-0-0" passed a
     # lenient encode, and then matched no candidate of the search).
-    out = pd.DataFrame({"device": df["device"].astype(str).str.strip(), "arch_str": df["arch_str"].astype(str).str.strip(),
+    out = pd.DataFrame({"device": df["device"].astype(str).str.strip(),
+                        "arch_str": df["arch_str"].astype(str).str.strip(),
                         "latency_ms": latency.astype(np.float64)})
     # What `profiler collect` records of how a device was measured, kept where present: it tells a
     # table of this machine under another name (profiler benchmark).

@@ -114,6 +114,10 @@ def sweep(space_name: str, num_samples: int, samples: int, devices=None, workers
         # Checked here, not left to the trials: inside Ray a bad setting only shows as "every trial failed".
         if samples >= len(table.archs):
             raise UsageError(f"--samples {samples} leaves nothing to predict: {name} has {len(table.archs)} archs")
+        measurable = int(np.sum(~np.asarray(space.ignores_input(table.archs), dtype=bool)))
+        if samples > measurable:  # the design never asks for an architecture whose output ignores its input
+            raise UsageError(f"--samples {samples}: a target can be asked to measure at most {measurable} of {name}'s "
+                             f"{len(table.archs)} architectures (those whose output depends on their input)")
         for d in targets:
             kept = initial_set(table, d, test, hold_out_corr).devices
             if len(kept) < 2:
@@ -209,7 +213,14 @@ def main(argv=None) -> int:
     best = {n: rows[0][n] for n in names}
     print(f"best: {best}")
     if args.json is not None:
-        write_json(args.json, {"space": args.space, "trials": rows, "best": best})
+        try:
+            write_json(args.json, {"space": args.space, "trials": rows, "best": best})
+        except OSError as exc:  # the sweep's table is printed above: only the file is lost
+            print(f"error: cannot write {args.json}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"interrupted: the sweep is printed above; {args.json} was not written", file=sys.stderr)
+            return 130
     return 0
 
 

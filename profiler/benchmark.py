@@ -169,7 +169,8 @@ def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None
     scored = [a for a in test if a not in set(refs)]
     if len(scored) < 2:
         raise ValueError(f"--n {config.n}: {len(test) - len(scored)} of its architectures are the references the "
-                         "predictors adapt from, which are not scored, and a Spearman needs two others; give a larger --n")
+                         "predictors adapt from, which are not scored, and a Spearman needs two others; give a "
+                         "larger --n")
     if len(scored) < len(test):
         notes.append(f"{len(test) - len(scored)} of the {len(test)} measured archs are references the predictors adapt "
                      f"from: scored on the other {len(scored)}")

@@ -154,7 +154,7 @@ def _load_class(spec: str) -> type:
     else:
         try:
             module = importlib.import_module(where)
-        except (Exception, SystemExit) as exc:  # ImportError; TypeError for `..x`; whatever the module raises or exits with
+        except (Exception, SystemExit) as exc:  # ImportError; TypeError for `..x`; whatever it raises or exits with
             raise ValueError(f"cannot import module {where!r} for search space {spec!r}: "
                              f"{type(exc).__name__}: {exc}") from None
     cls = getattr(module, cls_name, None)

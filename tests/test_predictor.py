@@ -516,6 +516,9 @@ def test_two_tower_fit_adapt_predict(space, tables):
     # a folder used to pass the check and fail after the whole benchmark had run
     (["--json", __file__.rsplit("/", 1)[0]], "it is a folder; give a file name"),
     (["--plot", __file__.rsplit("/", 1)[0]], "it is a folder; give a file name"),
+    # each of these failed after the whole benchmark: xelatex not found; permission denied
+    (["--plot", "p.pgf"], "cannot draw p.pgf: end its name in an image format"),
+    (["--json", "/proc/figures.json"], "cannot write /proc/figures.json: "),
 ])
 def test_benchmark_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     from predictor.benchmark import main
@@ -542,8 +545,11 @@ def test_benchmark_scores_a_table_of_random_architectures(space, tmp_path):
     result = run("nasbench201", 3, 2, table_path=tmp_path / "t.csv", progress=False,
                  methods=("maple", "maple-10", "affine"))
     assert list(result["per_device"]) == ["board", "gold_6226"]
+    assert result["notes"]["board"][0] == ("raspi4 has the same latencies on all 60 architectures the tables share: "
+                                           "taken for this device under another name and left out of its initial set")
+    assert result["notes"]["gold_6226"][0] == "gold_6226 is a shipped device: left out of its initial set"
     for name in ("board", "gold_6226"):
-        assert result["notes"][name][0] == ("the table lacks the design's references: 3 chosen by the design among "
+        assert result["notes"][name][1] == ("the table lacks the design's references: 3 chosen by the design among "
                                             "its 60 architectures")
         assert all(np.isfinite(v) for m in result["per_device"][name].values() for v in m.values())
     assert "board: the table lacks the design's references: 3 chosen" in format_table(result)
@@ -672,3 +678,82 @@ def test_benchmark_does_not_score_affine_below_three_samples(space, tables):
     assert np.isnan(scores["affine"]["within_10pct"][0]) and np.isfinite(scores["maple"]["within_10pct"][0])
     assert notes == ["affine not scored: an affine map fits 2 sample(s) exactly on every device, so the device it "
                      "copies would be arbitrary"]
+
+
+def _user_table(tmp_path, devices: dict, n_archs: int) -> "Path":
+    """A CSV of `n_archs` NAS-Bench-201 architectures: {name in the file: shipped device (or a latency)}."""
+    import pandas as pd
+
+    long = get_space("nasbench201").latency_table()
+    archs = long["arch_str"].unique()[:n_archs]
+    frames = []
+    for name, source in devices.items():
+        if isinstance(source, str):
+            rows = long[(long["device"] == source) & long["arch_str"].isin(archs)].assign(device=name)
+        else:
+            rows = pd.DataFrame({"device": name, "arch_str": archs, "latency_ms": source})
+        frames.append(rows[["device", "arch_str", "latency_ms"]])
+    pd.concat(frames).to_csv(tmp_path / "t.csv", index=False)
+    return tmp_path / "t.csv"
+
+
+def test_a_user_table_with_too_few_architectures_to_score_is_refused(tmp_path):
+    # every column was n/a, the plot's title read "nan", and the run exited 0
+    from predictor.benchmark import UsageError, run
+
+    with pytest.raises(UsageError, match=r"holds 4 architecture\(s\): --samples 3 leaves fewer than 2 to score"):
+        run("nasbench201", 3, 1, table_path=_user_table(tmp_path, {"fpga3": "fpga"}, 4), progress=False)
+
+
+def test_a_shipped_device_under_another_name_is_not_in_its_own_initial_set(tmp_path):
+    # gold_6226 renamed in a user's table stayed in its initial set: the affine copy scored 1.000
+    from predictor.benchmark import run
+
+    result = run("nasbench201", 3, 1, table_path=_user_table(tmp_path, {"mygold": "gold_6226"}, 200),
+                 progress=False, methods=("maple", "affine"))
+    assert ("gold_6226 has the same latencies on all 200 architectures the tables share: taken for this device under "
+            "another name and left out of its initial set") in result["notes"]["mygold"]
+    assert result["per_device"]["mygold"]["affine"]["within_10pct"] < 0.99
+
+
+def test_a_target_of_one_latency_has_no_spearman(tmp_path, monkeypatch):
+    # a constant table ranked nothing, and rho printed 0.000 and went into the mean
+    import matplotlib.axes
+
+    from predictor.benchmark import format_table, plot_predictions, run
+
+    result = run("nasbench201", 3, 1, table_path=_user_table(tmp_path, {"const": 5.0}, 60), progress=False,
+                 methods=("maple",))
+    assert np.isnan(result["per_device"]["const"]["maple"]["spearman"])
+    assert "rho n/a: every architecture scored has the same latency in the table" in result["notes"]["const"]
+    assert "n/a" in format_table(result).splitlines()[2]
+    titles = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title", lambda self, text, **kw: titles.append(text))
+    plot_predictions(result, tmp_path / "p.png")
+    assert titles[0].startswith("const: ±10% ") and "rho n/a" in titles[0]
+
+
+def test_with_seeds_the_plots_title_scores_the_points_drawn(tmp_path, monkeypatch):
+    # the title gave the mean over seeds beside seed 0's points
+    import matplotlib.axes
+
+    from predictor.benchmark import plot_predictions
+
+    truth = np.array([1.0, 2.0, 3.0, 4.0])
+    result = {"space": "nasbench201", "samples": 1, "seeds": 2,
+              "per_device": {"d": {"maple": {"within_10pct": 0.5, "spearman": 0.5}}},
+              "points": {"d": {"true_ms": truth, "predicted_ms": truth * np.array([1.0, 1.0, 1.0, 1.5]),
+                               "measured": np.array([True, False, False, False])}}}
+    titles = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title", lambda self, text, **kw: titles.append(text))
+    plot_predictions(result, tmp_path / "p.png")
+    assert titles[0] == "d (seed 0): ±10% 0.667, rho 1.000\n3 architectures scored"
+
+
+def test_the_benchmarks_json_has_null_where_a_figure_is_not_a_number(tmp_path):
+    import json
+
+    from predictor.benchmark import write_json
+
+    write_json(tmp_path / "f.json", {"rho": float("nan"), "per": [float("inf"), 1.0]})
+    assert json.loads((tmp_path / "f.json").read_text()) == {"rho": None, "per": [None, 1.0]}

@@ -386,6 +386,16 @@ def test_benchmark_writes_its_figures_as_json(tmp_path, capsys):
     written = json.loads(out.read_text())
     assert written["n"] == 3 and -1 <= written["spearman_cifar10"] <= 1
     assert [p.name for p in tmp_path.iterdir()] == ["proxy.json"]   # no temporary file left beside it
+    # two architectures of one parameter count: no correlation, which was written as a bare NaN (no JSON),
+    # and the seed of the draw was not in the file
+    assert benchmark_main(["proxy", "--n", "2", "--seed", "1", "--json", str(out), "--no-progress"]) == 0
+
+    def no_nan(text):
+        raise AssertionError(f"{text} is no JSON")
+
+    written = json.loads(out.read_text(), parse_constant=no_nan)
+    assert written["seed"] == 1 and written["params_spearman_cifar10"] is None
+    assert "parameters    n/a" in capsys.readouterr().out
 
 
 def test_only_a_table_of_every_architecture_has_the_spaces_true_front():

@@ -65,6 +65,9 @@ def test_sweep_refuses_settings_every_trial_would_fail_on():
         sweep("nasbench201", 1, 3, devices=["titanx_1"], hold_out_corr=-5)
     with pytest.raises(UsageError, match="--samples 15625 leaves nothing to predict"):
         sweep("nasbench201", 1, 15625, devices=["titanx_1"])
+    # 341 of the 15,625 ignore their input and are never asked for: every trial failed in Ray
+    with pytest.raises(UsageError, match="--samples 15300: a target can be asked to measure at most 15284 of "):
+        sweep("nasbench201", 1, 15300, devices=["titanx_1"])
 
 
 def test_cli_refuses_an_empty_device_list(capsys):
@@ -91,6 +94,9 @@ def test_cli_refuses_a_folder_for_json_before_the_sweep(tmp_path, capsys):
 
     assert main(["--space", "nasbench201", "--json", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"error: cannot write {tmp_path}: it is a folder; give a file name"
+    # a folder that refuses new files: a PermissionError traceback after the whole sweep
+    assert main(["--space", "nasbench201", "--json", "/proc/sweep.json"]) == 2
+    assert capsys.readouterr().err.startswith("error: cannot write /proc/sweep.json: ")
 
 
 @pytest.mark.slow
