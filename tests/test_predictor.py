@@ -680,7 +680,7 @@ def test_benchmark_does_not_score_affine_below_three_samples(space, tables):
                      "copies would be arbitrary"]
 
 
-def _user_table(tmp_path, devices: dict, n_archs: int) -> "Path":
+def _user_table(tmp_path, devices: dict, n_archs: int):
     """A CSV of `n_archs` NAS-Bench-201 architectures: {name in the file: shipped device (or a latency)}."""
     import pandas as pd
 
