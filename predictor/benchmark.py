@@ -298,7 +298,9 @@ def _finite_or_none(obj):
         return {k: _finite_or_none(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_finite_or_none(v) for v in obj]
-    return None if isinstance(obj, float) and not np.isfinite(obj) else obj
+    if isinstance(obj, (float, np.floating)):  # numpy's float32 too, which json would meet only as default=float
+        return float(obj) if np.isfinite(obj) else None
+    return obj
 
 
 def as_json(result: dict) -> dict:
