@@ -75,8 +75,8 @@ def initial_table(space: SearchSpace, tables=()) -> LatencyTable:
         raise UsageError(str(exc)) from None
     named = [d for d in table.devices if d in LOCAL_DEVICES]
     if named:  # --device local measures this machine, and its initial set silently left the table's out
-        raise UsageError(f"the latency tables name a device {named[0]!r}, which --device {named[0]} takes for this "
-                         "machine measured during the search: rename it in its table (collect refuses that name)")
+        raise UsageError(f"the latency tables name a device {named[0]!r}, a name that means this machine, measured "
+                         f"during a search for --device {named[0]}: rename it in its table (collect refuses that name)")
     return table
 
 

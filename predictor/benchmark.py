@@ -199,9 +199,10 @@ def _unseen(name: str, truth, shipped: LatencyTable) -> tuple[LatencyTable, list
     affine copy would match exactly)."""
     initial, why = (shipped.without(name), [f"{name} is a shipped device: left out of its initial set"]) \
         if name in shipped.devices else (shipped, [])
-    shared = [a for a in truth.index if a in set(initial.archs)]
+    position = {a: i for i, a in enumerate(initial.archs)}
+    shared = [a for a in truth.index if a in position]
     if len(shared) >= 2:
-        cols = [initial.archs.index(a) for a in shared]
+        cols = [position[a] for a in shared]
         # rtol 1e-6: the shipped tables are float32, and a copy through a CSV differs in the 8th digit
         same = np.all(np.isclose(initial.latency_ms[:, cols], truth[shared].to_numpy(), rtol=1e-6, atol=0), axis=1)
         for device in [d for d, s in zip(initial.devices, same) if s]:
@@ -298,8 +299,10 @@ def _finite_or_none(obj):
         return {k: _finite_or_none(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_finite_or_none(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):  # numpy's float32 too, which json would meet only as default=float
-        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, (np.generic, np.ndarray)) and np.ndim(obj) == 0:  # numpy scalars, 0-d arrays
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
     return obj
 
 

@@ -399,7 +399,7 @@ def _refuse_a_folder_this_would_break(out, device: str, space, archs) -> None:
         except ValueError:
             continue  # not a table at all: said after measuring, as a search would say it
         theirs = set(rows["arch_str"])
-        if file.stem != device and device in set(rows["device"]):  # a copy kept beside it, say
+        if file.name != f"{device}.csv" and device in set(rows["device"]):  # a copy kept beside it, or a .parquet
             raise UsageError(f"{file} also holds measurements of device {device!r}: with this device's table written "
                              f"beside it, a search of {out} would find two latencies for each architecture; move that "
                              "file out of the folder, or give another --device-name")

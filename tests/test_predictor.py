@@ -755,5 +755,7 @@ def test_the_benchmarks_json_has_null_where_a_figure_is_not_a_number(tmp_path):
 
     from predictor.benchmark import write_json
 
-    write_json(tmp_path / "f.json", {"rho": float("nan"), "per": [float("inf"), 1.0], "f32": np.float32("nan")})
-    assert json.loads((tmp_path / "f.json").read_text()) == {"rho": None, "per": [None, 1.0], "f32": None}
+    write_json(tmp_path / "f.json", {"rho": float("nan"), "per": [float("inf"), 1.0], "f32": np.float32("nan"),
+                                     "zero_d": np.array(np.nan), "n": np.int64(3)})
+    assert json.loads((tmp_path / "f.json").read_text()) == {"rho": None, "per": [None, 1.0], "f32": None,
+                                                             "zero_d": None, "n": 3}

@@ -647,6 +647,12 @@ def test_cli_collect_refuses_before_measuring_other_archs_than_the_folders(tmp_p
     assert proc.stderr == (f"error: {out / 'a-old.csv'} also holds measurements of device 'a': with this device's "
                            f"table written beside it, a search of {out} would find two latencies for each "
                            "architecture; move that file out of the folder, or give another --device-name\n")
+    # the same as a parquet named for the device: collect writes a.csv beside it
+    pd.read_csv(out / "a-old.csv").to_parquet(out / "a.parquet")
+    (out / "a-old.csv").unlink()
+    proc = _cli("collect", "--n", "3", "--device-name", "a", *quick)
+    assert proc.returncode == 2 and not (out / "a.csv").exists()
+    assert proc.stderr.startswith(f"error: {out / 'a.parquet'} also holds measurements of device 'a'")
 
 
 def test_cli_collect_reads_the_folder_back_as_a_search_will(tmp_path):

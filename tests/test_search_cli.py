@@ -158,8 +158,8 @@ def test_a_table_device_named_local_is_refused(tmp_path):
     r = run_cli("--tables", str(tmp_path / "t.csv"), "--device", "gold_6226", "--out", str(tmp_path / "results"),
                 "--no-progress")
     assert r.returncode == 2 and not (tmp_path / "results").exists()
-    assert r.stderr == ("error: the latency tables name a device 'local', which --device local takes for this machine "
-                        "measured during the search: rename it in its table (collect refuses that name)\n")
+    assert r.stderr == ("error: the latency tables name a device 'local', a name that means this machine, measured "
+                        "during a search for --device local: rename it in its table (collect refuses that name)\n")
 
 
 def test_a_word_where_a_latency_belongs_is_a_one_line_error(tmp_path):
