@@ -78,6 +78,15 @@ class SearchConfig:
     leave_out: tuple[str, ...] = ()     # devices of those tables it must not learn from (a benchmark's own)
     progress: bool = True
 
+    def cautions(self) -> list[str]:
+        """What is accepted but likely not meant, for warnings."""
+        if self.workers is not None and self.ray_address:
+            return [f"--workers {self.workers} is ignored with --ray-address: the cluster's CPUs are the workers"]
+        if self.workers is not None and self.workers > (os.cpu_count() or 1):
+            return [f"--workers {self.workers} exceeds this machine's {os.cpu_count()} CPUs: where evaluations run on "
+                    "Ray (a proxy objective), the workers will contend for them and the search run slower"]
+        return []
+
     def validate(self) -> None:
         if self.ray_address is not None and not self.ray_address.strip():  # was taken as no address at all
             raise UsageError("--ray-address is empty: give HOST:PORT of a running cluster, or auto")

@@ -75,9 +75,14 @@ class RayRunner(InlineRunner):
             else:
                 start_local_ray(config.workers)
             self._started_here = True
+        cpus = ray.cluster_resources().get("CPU", 0)
+        if cpus < 1:  # every task asks for one CPU: the search would wait for ever, saying nothing
+            self.close()
+            raise UsageError(f"the Ray cluster at {config.address or 'this machine'} has no CPUs for tasks (its nodes "
+                             "were started with --num-cpus 0?): add a node with CPUs, or search without --ray-address")
         self._remote = ray.remote(_call_batch)
         self._put: dict[tuple, Any] = {}
-        self.workers = int(ray.cluster_resources().get("CPU", 1))
+        self.workers = int(cpus)
 
     def map(self, fn: Callable, items: Sequence, *args: Any) -> list:
         ray = self._ray

@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     out = None
     try:
         config.validate()
+        for caution in config.cautions():
+            print(f"warning: {caution}", file=sys.stderr)
         from nas.report import OutputDir, run_name, write_results
         from nas.run import run_search, verify_on_device
 
@@ -118,6 +120,9 @@ def print_summary(path: Path, summary: dict) -> None:
     elif "pred_within_10pct" in summary:  # no true front: a table of part of the space, or a proxy objective
         lines.append(f"  against the device's table, which holds {summary['n_with_table_latency']} of the "
                      f"evaluated candidates: predicted within ±10% {summary['pred_within_10pct']:.3f}")
+    elif summary.get("n_with_table_latency") == 0:  # FBNet's tables hold 5,000 of its archs
+        lines.append("  against the device's table: it holds none of the evaluated candidates, so none could be "
+                     "checked")
     from nas.metrics import format_speedup
 
     lines.append(f"  speedup vs measuring every candidate: {format_speedup(summary['speedup'])} "

@@ -466,6 +466,8 @@ def test_the_speedup_benchmark_runs_on_a_user_space_with_its_tables(tmp_path):
     # proxy scores are no percentage: read as one, 1 - score/100 went negative and the HV left [0, 1]
     assert r["hv_normalisation"].startswith("proxy_score rescaled over both fronts")
     assert 0 < r["hv_predictor_front"] <= 1 and 0 < r["hv_measured_front"] <= 1
+    # the measure-all search scored its proxy inline, one at a time, the predictor's through Ray
+    assert r["quality_runner_predictor"] == r["quality_runner_measure_all"] == "ray"
 
 
 def test_this_machines_gpu_table_is_another_device_than_its_cpu_table():

@@ -286,3 +286,23 @@ def test_a_first_ctrl_c_is_held_while_ray_starts_and_a_second_is_not():
             time.sleep(0.1)
             pytest.fail("the second Ctrl-C was held too")
     assert signal.getsignal(signal.SIGINT) is before
+
+
+@pytest.mark.slow
+def test_a_ray_without_cpus_is_refused_not_waited_on_for_ever():
+    # a head started with --num-cpus 0: every task waits for a CPU, and the search printed nothing, for ever
+    code = ("import ray\n"
+            "from nas.config import UsageError\n"
+            "from nas.parallel import ParallelConfig, RayRunner\n"
+            "ray.init(address='local', num_cpus=0, include_dashboard=False, log_to_driver=False)\n"
+            "try:\n"
+            "    RayRunner(ParallelConfig(address='127.0.0.1:6379'))\n"
+            "except UsageError as exc:\n"
+            "    print(exc)\n"
+            "print('connected', ray.is_initialized())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        "the Ray cluster at 127.0.0.1:6379 has no CPUs for tasks (its nodes were started with --num-cpus 0?): add a "
+        "node with CPUs, or search without --ray-address", "connected True"]

@@ -333,6 +333,31 @@ def test_summary_shows_the_predictors_accuracy_against_a_table_of_part_of_the_sp
                         "predicted within ±10% 0.915")
 
 
+def test_summary_says_when_the_table_holds_none_of_the_candidates(capsys):
+    # FBNet's tables hold 5,000 of its archs: the summary said nothing of the table at all
+    lines = printed_summary(capsys, n_with_table_latency=0)
+    assert lines[2] == "  against the device's table: it holds none of the evaluated candidates, so none could be checked"
+
+
+def test_workers_that_cannot_help_are_warned_of():
+    # --workers 32 on 2 cores ran 5x slower unsaid; with --ray-address it was ignored unsaid
+    import os
+
+    from nas.config import SearchConfig
+
+    many = os.cpu_count() + 30
+    assert SearchConfig(workers=many).cautions() == [
+        f"--workers {many} exceeds this machine's {os.cpu_count()} CPUs: where evaluations run on Ray (a proxy "
+        "objective), the workers will contend for them and the search run slower"]
+    assert "is ignored with --ray-address" in SearchConfig(workers=1, ray_address="10.0.0.1:6379").cautions()[0]
+    assert SearchConfig(workers=1).cautions() == SearchConfig().cautions() == []
+
+
+def test_throughput_runs_each_worker_count_once():
+    # --workers 2,2 ran twice and printed one row
+    assert benchmark_parser().parse_args(["throughput", "--workers", "2,1,2"]).workers == [2, 1]
+
+
 def test_summary_shows_a_speedup_near_1_with_its_decimals(capsys):
     lines = printed_summary(capsys, speedup=0.9974667592875284)
     assert lines[-1] == "  speedup vs measuring every candidate: 1.00x (measured)"
