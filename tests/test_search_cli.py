@@ -336,7 +336,8 @@ def test_summary_shows_the_predictors_accuracy_against_a_table_of_part_of_the_sp
 def test_summary_says_when_the_table_holds_none_of_the_candidates(capsys):
     # FBNet's tables hold 5,000 of its archs: the summary said nothing of the table at all
     lines = printed_summary(capsys, n_with_table_latency=0)
-    assert lines[2] == "  against the device's table: it holds none of the evaluated candidates, so none could be checked"
+    assert lines[2] == ("  against the device's table: it holds none of the evaluated candidates, so none could be "
+                        "checked")
 
 
 def test_workers_that_cannot_help_are_warned_of():
