@@ -41,6 +41,16 @@ class UsageError(Exception):
     """Bad input a user can fix: reported as one line on stderr with exit status 2."""
 
 
+def probe_writable(folder: Path | str) -> None:
+    """Create and remove a temporary file in `folder`, raising OSError where it takes none: checked
+    before minutes of work, not after. tempfile's name, which starts with '.' and ends in no suffix,
+    is never taken for a table."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+        pass
+
+
 def write_atomically(path: Path | str, write: Callable[[Path], object]) -> Path:
     """`write(tmp)` to a temporary name beside `path`, then rename it to `path`: a reader never sees half
     a file, and a failure or a Ctrl-C leaves the old file (or none) and no temporary one. The temporary

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from nas.config import UsageError, path_arg, write_atomically
+from nas.config import UsageError, path_arg, probe_writable, write_atomically
 from predictor.baselines import AffineNearestDevice
 from predictor.maple import MapleConfig, MaplePredictor
 from predictor.metrics import latency_scores
@@ -424,11 +424,8 @@ def check_output_folder(path: Path | None) -> None:
     if path is not None and path.is_dir():
         raise UsageError(f"cannot write {path}: it is a folder; give a file name")
     if path is not None:  # a folder that refuses new files: said now, not after minutes of work
-        import tempfile
-
         try:
-            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".write-check-"):
-                pass
+            probe_writable(path.parent)
         except OSError as exc:
             raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 

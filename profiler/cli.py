@@ -13,7 +13,7 @@ import sys
 import warnings
 from typing import Sequence
 
-from nas.config import UsageError, path_arg
+from nas.config import UsageError, path_arg, probe_writable
 from profiler.counters import DEFAULT_EVENTS
 
 USAGE_ERROR = 2
@@ -445,7 +445,6 @@ def _benchmark(args) -> int:
 
 
 def _check_writable_file(path: str) -> None:
-    import tempfile
     from pathlib import Path
 
     if Path(path).is_dir():
@@ -456,7 +455,6 @@ def _check_writable_file(path: str) -> None:
         raise UsageError(f"cannot write {path}: {blocking} is a file, not a folder")
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=".write-check-"):
-            pass
+        probe_writable(parent)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -12,13 +12,13 @@ import json
 import math
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
+from nas.config import probe_writable, write_atomically
 from profiler.counters import DEFAULT_EVENTS, derived_metrics, read_counters
 from profiler.measure import (LOCAL_DEVICES, MeasureConfig, build_or_raise, busy_warning, machine_description,
                               measure_archs)
@@ -125,8 +125,7 @@ def check_writable(directory: Path | str | None = None) -> Path:
                            f"choose another with --profiles-dir or ${ENV_VAR}")
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-", delete=True):
-            pass
+        probe_writable(directory)
     except OSError as exc:
         raise ProfileError(f"cannot write profiles to {directory}: {exc.strerror or exc}; "
                            f"choose another with --profiles-dir or ${ENV_VAR}") from None
@@ -141,7 +140,6 @@ def save_profile(p: DeviceProfile, directory: Path | str | None = None) -> Path:
     """
     path = profile_path(p.name, p.space, directory)
     check_writable(path.parent)
-    from nas.config import write_atomically
 
     def write(tmp: Path) -> None:
         with open(tmp, "x", encoding="utf-8") as f:
