@@ -45,6 +45,25 @@ def test_score_config_on_one_valid_device(shipped):
     assert scores["objective"] == pytest.approx(0.5 * (scores["within_10pct"] + scores["spearman"]))
 
 
+def test_score_config_leaves_the_measured_references_out(shipped):
+    # The 3 references are adapted from, so scoring them would score a measurement, not a prediction
+    # (the benchmark leaves them out too): the figures are those of the other architectures.
+    from predictor.maple import MaplePredictor
+    from predictor.metrics import latency_scores
+
+    space, table = shipped
+    scores = score_config(space, table, ["titanx_32"], MapleConfig(), META_TEST, 0.98)
+    truth = table.column("titanx_32")
+    model = MaplePredictor(space, MapleConfig()).fit(initial_set(table, "titanx_32", META_TEST, 0.98))
+    refs = model.reference_archs()
+    pred = model.adapt({a: float(truth[a]) for a in refs}).predict(list(truth.index))
+    rest = ~truth.index.isin(refs)
+    assert rest.sum() == len(truth) - 3
+    expected = latency_scores(pred[rest], truth.to_numpy()[rest])
+    assert scores["within_1pct"] == pytest.approx(expected["within_1pct"], rel=1e-9)
+    assert scores["within_1pct"] != pytest.approx(latency_scores(pred, truth.to_numpy())["within_1pct"], rel=1e-9)
+
+
 def test_sweep_refuses_meta_test_targets():
     with pytest.raises(UsageError, match="meta-test"):
         sweep("nasbench201", 1, 3, devices=["gold_6226"])
