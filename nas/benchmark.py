@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from nas.config import HelpFormatter, SearchConfig, UsageError, path_arg
+from nas.config import HelpFormatter, SearchConfig, UsageError, file_arg, path_arg
 
 
 def speedup(args) -> dict:
@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated worker counts (default: 1,2)")
     t.add_argument("--seed", type=int, default=0, help="seed of the random architectures")
     for sp in (s, x, t):
-        sp.add_argument("--json", type=path_arg, help="also write the figures to this JSON file")
+        sp.add_argument("--json", type=file_arg, help="also write the figures to this JSON file")
         sp.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 

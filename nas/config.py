@@ -37,6 +37,16 @@ def path_arg(text: str) -> Path:
     return path
 
 
+def file_arg(text: str) -> Path:
+    """argparse type of an output *file* option: `path_arg`, and a trailing '/' (which Path drops, so
+    that `--json out/` would write a file named `out`) is refused."""
+    path = path_arg(text)
+    if text.endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(f"{text!r} ends in '/', so it names a folder: give a file's name, "
+                                         f"in that folder or elsewhere")
+    return path
+
+
 class UsageError(Exception):
     """Bad input a user can fix: reported as one line on stderr with exit status 2."""
 

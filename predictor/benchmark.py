@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from nas.config import UsageError, path_arg, probe_writable, write_atomically
+from nas.config import UsageError, file_arg, path_arg, probe_writable, write_atomically
 from predictor.baselines import AffineNearestDevice
 from predictor.maple import MapleConfig, MaplePredictor
 from predictor.metrics import latency_scores
@@ -469,8 +469,8 @@ def main(argv=None) -> int:
                         "are the unseen targets; the initial set stays the shipped devices, less any of the same "
                         "name or the same latencies. Where the table lacks the design's references (random "
                         "architectures, say), the design chooses among the ones it holds")
-    p.add_argument("--json", type=path_arg, default=None, help="write per-device and mean figures to this file")
-    p.add_argument("--plot", type=path_arg, default=None,
+    p.add_argument("--json", type=file_arg, default=None, help="write per-device and mean figures to this file")
+    p.add_argument("--plot", type=file_arg, default=None,
                    help="draw maple-K's predictions against each target's table to this image (e.g. .png)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)

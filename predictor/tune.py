@@ -33,7 +33,7 @@ import tempfile
 
 import numpy as np
 
-from nas.config import path_arg
+from nas.config import file_arg
 from predictor.benchmark import (UsageError, check_output_folder, device_list, help_split, name_list,
                                  shipped_space_and_table, write_json)
 from predictor.maple import MapleConfig
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
     p.add_argument("--hold-out-corr", type=float, default=0.98,
                    help="also leave out of a target's initial set the devices whose log-latencies correlate "
                         "with it at least this much (default: 0.98; above 1 keeps them)")
-    p.add_argument("--json", type=path_arg, default=None, help="write every trial's config and scores here")
+    p.add_argument("--json", type=file_arg, default=None, help="write every trial's config and scores here")
     args = p.parse_args(argv)
     try:
         if args.num_samples < 1 or args.samples < 1 or args.workers < 1:

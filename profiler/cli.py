@@ -13,7 +13,7 @@ import sys
 import warnings
 from typing import Sequence
 
-from nas.config import UsageError, path_arg, probe_writable
+from nas.config import UsageError, file_arg, path_arg, probe_writable
 from profiler.counters import DEFAULT_EVENTS
 
 USAGE_ERROR = 2
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tables", type=path_arg, nargs="+", metavar="PATH", action="extend", default=[],
                    help="latency tables to fit the predictor on instead of the space's shipped ones (as "
                         "nas.search --tables); needed for a space that ships none")
-    b.add_argument("--json", type=path_arg, metavar="PATH",
+    b.add_argument("--json", type=file_arg, metavar="PATH",
                    help="also write every measurement and prediction to PATH")
     return parser
 

@@ -392,6 +392,23 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(module, argv, c
     assert exc.value.code == 2 and "an empty path" in err and ": give a file or folder name" in err
 
 
+@pytest.mark.parametrize("module, argv", [
+    ("nas.benchmark", ["speedup", "--json", "out/"]), ("predictor.benchmark", ["--json", "out/"]),
+    ("predictor.benchmark", ["--plot", "out/"]), ("predictor.tune", ["--json", "out/"]),
+    ("profiler.cli", ["benchmark", "--json", "out/"]),
+])
+def test_an_output_file_ending_in_a_slash_is_refused(module, argv, tmp_path, monkeypatch, capsys):
+    # Path("out/") is Path("out"): `--json out/` meant a folder and wrote a file named `out`
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        importlib.import_module(module).main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "'out/' ends in '/', so it names a folder" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("argv, shown", [
     (["--tables", "/tmp/" + "a" * 300], "the name 'aaaaaaaa"), (["--out", "x/" * 2100], "the path is too long"),
     (["--space", "/tmp/" + "a" * 300 + ".py:X"], "File name too long"),
