@@ -198,10 +198,10 @@ def load_tables(space, paths=()) -> LatencyTable:
                              "pandas DataFrame with columns device, arch_str, latency_ms (or None)")
         long = _checked_rows(long, f"of search space {space.name!r} (its latency_table())")
     # A space's own table is checked too (0.2 s for NAS-Bench-201's 15,625): a user space's may be stale.
-    bad = []
+    bad, canonical = [], {}
     for arch in long["arch_str"].unique():
         try:
-            space.encode_within_choices(arch)
+            canonical[arch] = space.decode(space.encode_within_choices(arch))
         except ValueError as exc:
             bad.append((arch, exc))
     if bad:
@@ -212,4 +212,9 @@ def load_tables(space, paths=()) -> LatencyTable:
             where = f", in {', '.join(files[:3])}{f' and {len(files) - 3} more' if len(files) > 3 else ''}"
         raise ValueError(f"{len(bad)} architecture string(s) in the tables are not in space {space.name!r}{where}, "
                          f"e.g. {arch!r} ({why})")
+    # Keyed as the search names its candidates: a string the space reads but spells otherwise (NB201's
+    # without its outer '|') would be found by no lookup, and one architecture under two spellings
+    # would be two columns with two latencies.
+    if any(a != c for a, c in canonical.items()):
+        long = long.assign(arch_str=long["arch_str"].map(canonical))
     return LatencyTable.from_long(long)

@@ -61,6 +61,30 @@ def test_a_table_with_two_latencies_for_one_device_and_arch_is_refused(space):
         LatencyTable.from_long(pd.concat([long, again]))
 
 
+def test_a_user_table_is_keyed_by_the_spaces_own_spelling_of_each_arch(space, tmp_path):
+    # NB201 reads a string without its outer '|' too: kept as written, no lookup by the search's
+    # candidates found it, and the same arch under both spellings was two columns with two latencies
+    import pandas as pd
+
+    from predictor.tables import load_tables
+
+    long = space.latency_table()
+    long = long[long["device"].isin(["pixel2", "gold_6226"])]
+    long = long[long["arch_str"].isin(long["arch_str"].unique()[:20])]
+    stripped = long.assign(arch_str=long["arch_str"].str.strip("|"))
+    assert not set(stripped["arch_str"]) & set(long["arch_str"])
+    stripped.to_csv(tmp_path / "t.csv", index=False)
+    table = load_tables(space, [tmp_path / "t.csv"])
+    assert set(table.archs) == set(long["arch_str"])
+    assert table.column("pixel2").to_dict() == long[long["device"] == "pixel2"].set_index("arch_str")["latency_ms"].to_dict()
+    # a second spelling of a measured arch with another latency is a conflict, as a repeat is
+    first = long.iloc[[0]]
+    pd.concat([long, first.assign(arch_str=first["arch_str"].str.strip("|"), latency_ms=3 * first["latency_ms"])]
+              ).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(ValueError, match=r"gives 1 \(device, architecture\) pair\(s\) more than one latency"):
+        load_tables(space, [tmp_path / "t.csv"])
+
+
 def test_a_table_whose_devices_measured_different_archs_says_which(space):
     long = space.latency_table()
     long = long[long["device"].isin(["pixel2", "raspi4", "gold_6226"])]
