@@ -244,6 +244,7 @@ def write_results(result, out: OutputDir, extra_summary: dict | None = None,
         "timings_s": result.timings_s,
         "runner": result.runner,
         "workers": result.workers,
+        "cautions": result.cautions,
     }
     summary.update(truth_metrics(result))
     summary.update(speedup_estimate(result))

@@ -42,6 +42,7 @@ class SearchResult:
     runner: str = "inline"
     workers: int = 1
     measure_s_per_sample: float | None = None   # wall time of one target measurement, where measured here
+    cautions: list[str] = field(default_factory=list)   # what the figures do not mean, said with them
 
 
 class _GenerationBar(Callback):
@@ -221,7 +222,23 @@ def run_search(config: SearchConfig) -> SearchResult:
     front = evaluated[evaluated.pop("on_front")].sort_values(latency.name).reset_index(drop=True)
     return SearchResult(config, space, target, quality, evaluated, front, samples, timings,
                         time.perf_counter() - start, runner.name, workers,
-                        measure_s / len(samples) if target.can_measure_here and samples else None)
+                        measure_s / len(samples) if target.can_measure_here and samples else None,
+                        table_input_cautions(space, config.tables))
+
+
+def table_input_cautions(space: SearchSpace, tables=()) -> list[str]:
+    """A caution where the shipped tables timed networks on another input than the search's (NB201's
+    ImageNet16-120 takes 16x16 images, its tables are of 32x32 ones): accuracy and latency are then
+    of different networks. The user's own --tables say nothing of their input, so nothing is said."""
+    shape = space.tables_input_shape
+    if tables or shape is None or tuple(shape) == tuple(space.input_shape):
+        return []
+    dims = lambda s: "x".join(map(str, s))  # noqa: E731
+    dataset = getattr(space, "dataset", None)
+    return [f"{space.name}'s shipped latency tables time its networks on {dims(shape)} input, and "
+            f"{dataset or 'this search'}'s take {dims(space.input_shape)}: the predictor learnt from the "
+            f"{dims(shape)} networks, and a table device's latencies are theirs, not those of the networks "
+            "whose accuracy is searched"]
 
 
 def verify_on_device(result: SearchResult) -> pd.DataFrame:

@@ -133,6 +133,7 @@ def print_summary(path: Path, summary: dict) -> None:
         rho = "n/a (one architecture)" if v["spearman"] is None else f"{v['spearman']:.3f}"
         lines.append(f"  front re-measured here: {v['n']} archs, within ±10% {v['within_10pct']:.2f}, "
                      f"Spearman {rho}")
+    lines += [f"  caution: {c}" for c in summary.get("cautions", [])]
     print("\n".join(lines))
 
 

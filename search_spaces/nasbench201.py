@@ -52,6 +52,9 @@ class NasBench201(SearchSpace):
 
     name = "nasbench201"
     datasets = tuple(DATASETS)
+    # HW-NAS-Bench's rows are its CIFAR-10 variant (search_spaces/data/README.md); HELP does not state
+    # its input, and its tables' latencies match CIFAR-sized networks, not 16x16 ones.
+    tables_input_shape = (3, 32, 32)
 
     def __init__(self, dataset: str = "cifar10"):
         if dataset not in DATASETS:

@@ -81,6 +81,23 @@ def test_imagenet16_variant_has_120_classes_and_16px_input():
         assert net(torch.randn(1, *space.input_shape)).shape == (1, 120)
 
 
+def test_a_search_on_16px_imagenet_says_its_latencies_are_of_32px_networks(capsys):
+    # The shipped tables time 32x32 networks: an ImageNet16-120 search ranked accuracies of 16x16 networks
+    # by latencies of others, and said nothing of it
+    from nas.run import table_input_cautions
+    from nas.search import print_summary
+
+    imagenet = get_space("nasbench201", "imagenet16-120")
+    (caution,) = table_input_cautions(imagenet)
+    assert "3x32x32 input, and imagenet16-120's take 3x16x16" in caution
+    assert table_input_cautions(imagenet, tables=["mine.csv"]) == []   # a user's tables: their input is unknown
+    assert table_input_cautions(get_space("nasbench201", "cifar100")) == []
+    print_summary("r", {"device": "gold_6226", "device_source": "table", "space": "nasbench201", "n_evaluated": 9,
+                        "n_front": 2, "samples_measured": 3, "wall_s": 1.0, "speedup": 5.0,
+                        "speedup_method": "estimated", "cautions": [caution]})
+    assert f"  caution: {caution}" in capsys.readouterr().out
+
+
 def test_ignores_input_is_exactly_the_cells_with_no_input_to_output_path(space):
     archs = [space.decode(g) for g in ([0] * 6,                # every edge none
                                        [3, 3, 3, 0, 0, 0],     # nodes 1, 2 fed, but nothing into node 3
