@@ -23,6 +23,15 @@ class AffineNearestDevice:
     -0.29), and a baseline that takes it looks weaker than the method it describes.
     """
 
+    @staticmethod
+    def too_few(k: int) -> str | None:
+        """Why `k` samples are too few to score this baseline, or None. Its two parameters fit 1 or 2
+        samples exactly on every device, so the device it copies would be chosen by rounding."""
+        if k < 3:
+            return (f"an affine map fits {k} sample(s) exactly on every device, so the device it copies would be "
+                    "arbitrary")
+        return None
+
     def fit(self, table: LatencyTable) -> "AffineNearestDevice":
         self.table_ = table
         self.col_ = {a: j for j, a in enumerate(table.archs)}

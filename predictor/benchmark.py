@@ -167,9 +167,8 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
             score_adapted("mlp", mlp, *held_references(mlp, k))
         if "affine" in methods and seed == 0:
             # deterministic and seed-free: scored once
-            if k < 3:  # two parameters fit 1 or 2 samples exactly on every device: the copy would be arbitrary
-                unscored("affine", f"an affine map fits {k} sample(s) exactly on every device, so the device it "
-                                   "copies would be arbitrary")
+            if AffineNearestDevice.too_few(k):
+                unscored("affine", AffineNearestDevice.too_few(k))
             elif set(archs) <= set(initial.archs):
                 score("affine", adapted(AffineNearestDevice().fit(initial), refs), refs)
             else:  # it copies a table device, which lacks these archs: not scored (NaN), never a 0

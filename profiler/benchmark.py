@@ -186,7 +186,9 @@ def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None
 
     # A freshly fitted predictor for each adaptation, so that one adaptation cannot leak into the other.
     factories = {}
-    if set(test) | set(refs) <= set(table.archs):
+    if AffineNearestDevice.too_few(len(refs)):
+        notes.append(f"affine nearest-device baseline not scored: {AffineNearestDevice.too_few(len(refs))}")
+    elif set(test) | set(refs) <= set(table.archs):
         factories["affine_nearest_device"] = lambda: AffineNearestDevice().fit(table)
     else:
         notes.append("affine nearest-device baseline not scored: it copies a table device, and the tables lack "

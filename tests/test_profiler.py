@@ -495,6 +495,19 @@ def test_benchmark_runs_end_to_end_small():
     assert "per arch" in format_result(result)
 
 
+def test_benchmark_does_not_score_the_affine_baseline_below_3_references():
+    # its two parameters fit 1 or 2 samples exactly on every device: the device it copied was chosen by
+    # rounding, and its score was printed as a figure
+    from profiler.benchmark import BenchmarkConfig, format_result, run_benchmark
+
+    config = BenchmarkConfig(n=3, seed=1, n_reference=2, measure=MeasureConfig(warmup=1, runs=2), use_maple=False)
+    result = run_benchmark(config, progress=False)
+    assert len(result.reference) == 2 and result.scores == {} and result.predictions == {}
+    assert any("affine nearest-device baseline not scored: an affine map fits 2 sample(s) exactly" in n
+               for n in result.notes)
+    assert "affine map fits 2 sample(s)" in format_result(result)
+
+
 def test_benchmark_json_follows_the_umask(tmp_path, umask):
     from profiler.benchmark import BenchmarkResult, write_json
 
