@@ -194,8 +194,9 @@ def _scores(pred, true) -> dict[str, float]:
 def _unseen(name: str, truth, shipped: LatencyTable) -> tuple[LatencyTable, list[str]]:
     """The initial set for a user table's target `name` (latencies `truth`), and why devices were left
     out of it: a shipped device of that name (re-measured), and any shipped device whose latencies are
-    the target's on every architecture they share (a shipped table under another name, which the
-    affine copy would match exactly)."""
+    the target's on every architecture they share, as they are or under a rising affine map (a shipped
+    table under another name, in seconds or with an overhead added, which the affine copy would match
+    exactly)."""
     initial, why = (shipped.without(name), [f"{name} is a shipped device: left out of its initial set"]) \
         if name in shipped.devices else (shipped, [])
     position = {a: i for i, a in enumerate(initial.archs)}
@@ -203,11 +204,23 @@ def _unseen(name: str, truth, shipped: LatencyTable) -> tuple[LatencyTable, list
     if len(shared) >= 2:
         cols = [position[a] for a in shared]
         # rtol 1e-6: the shipped tables are float32, and a copy through a CSV differs in the 8th digit
-        same = np.all(np.isclose(initial.latency_ms[:, cols], truth[shared].to_numpy(), rtol=1e-6, atol=0), axis=1)
+        x, y = initial.latency_ms[:, cols], truth[shared].to_numpy()
+        same = np.all(np.isclose(x, y, rtol=1e-6, atol=0), axis=1)
         for device in [d for d, s in zip(initial.devices, same) if s]:
             initial = initial.without(device)
             why.append(f"{device} has the same latencies on all {len(shared)} architectures the tables share: "
                        "taken for this device under another name and left out of its initial set")
+        # Two points fit any line: an affine copy is only told from 3 on.
+        for device, row in zip(shipped.devices, shipped.latency_ms[:, [shipped.archs.index(a) for a in shared]]):
+            if device not in initial.devices or len(shared) < 3:
+                continue
+            (a, b), *_ = np.linalg.lstsq(np.stack([row, np.ones_like(row)], axis=1), y, rcond=None)
+            if a > 0 and np.allclose(a * row + b, y, rtol=1e-6, atol=0):
+                b = b if abs(b) > 1e-9 * np.abs(y).max() else 0.0   # rounding's, not an overhead
+                initial = initial.without(device)
+                why.append(f"{device}'s latencies map onto this device's on all {len(shared)} architectures the "
+                           f"tables share, as {a:.6g} x latency {b:+.6g} ms: taken for this device in other units "
+                           "or with an overhead added, and left out of its initial set")
     return initial, why
 
 
