@@ -16,6 +16,10 @@ def _pair(pred, true) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"pred and true differ in length ({pred.size} vs {true.size})")
     if pred.size == 0:
         raise ValueError("no predictions to score")
+    # NaN ranks made Spearman 0.0 and counted as a miss of every bound: a score of a bug, not of a predictor.
+    for side, values in (("prediction", pred), ("true latency", true)):
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{int(np.sum(~np.isfinite(values)))} {side}(s) are not finite numbers: nothing to score")
     return pred, true
 
 

@@ -42,3 +42,11 @@ def test_metrics_reject_bad_input():
         error_bound_accuracy([1.0], [0.0], 0.1)
     with pytest.raises(ValueError):
         spearman([], [])
+
+
+def test_a_prediction_that_is_not_a_number_is_refused_not_scored():
+    # NaN ranks made Spearman exactly 0.0, and a NaN counted as one more miss of every bound
+    with pytest.raises(ValueError, match=r"1 prediction\(s\) are not finite numbers"):
+        spearman([1.0, 2.0, np.nan, 4.0], [1.0, 2.0, 3.0, 4.0])
+    with pytest.raises(ValueError, match=r"1 true latency\(s\) are not finite numbers"):
+        error_bound_accuracy([1.0, 2.0], [1.0, np.inf], 0.1)
