@@ -235,10 +235,10 @@ def table_input_cautions(space: SearchSpace, tables=()) -> list[str]:
         return []
     dims = lambda s: "x".join(map(str, s))  # noqa: E731
     dataset = getattr(space, "dataset", None)
-    return [f"{space.name}'s shipped latency tables time its networks on {dims(shape)} input, and "
-            f"{dataset or 'this search'}'s take {dims(space.input_shape)}: the predictor learnt from the "
-            f"{dims(shape)} networks, and a table device's latencies are theirs, not those of the networks "
-            "whose accuracy is searched"]
+    return [f"{space.name}'s shipped latency tables time its networks on {dims(shape)} input (where their sources "
+            f"state it), and {dataset or 'this search'}'s take {dims(space.input_shape)}: the predictor learnt "
+            f"from the {dims(shape)} networks, and a table device's latencies are theirs, not those of the "
+            "networks whose accuracy is searched"]
 
 
 def verify_on_device(result: SearchResult) -> pd.DataFrame:

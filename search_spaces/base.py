@@ -52,8 +52,9 @@ class SearchSpace(ABC):
     name: str = "space"
     #: Input shape (C, H, W) of one sample, for building and measuring modules.
     input_shape: tuple[int, int, int] = (3, 32, 32)
-    #: Input shape the space's shipped latency tables were timed on, where known; a search whose
-    #: `input_shape` differs says that its latencies are of other networks. None: not known, or no tables.
+    #: Input shape the space's shipped latency tables were timed on, as far as their sources state it; a
+    #: search whose `input_shape` differs says that its latencies are of other networks. None: not
+    #: stated, or no tables.
     tables_input_shape: tuple[int, int, int] | None = None
 
     # --- genome <-> architecture -------------------------------------------------------------

@@ -52,8 +52,8 @@ class NasBench201(SearchSpace):
 
     name = "nasbench201"
     datasets = tuple(DATASETS)
-    # HW-NAS-Bench's rows are its CIFAR-10 variant (search_spaces/data/README.md); HELP does not state
-    # its input, and its tables' latencies match CIFAR-sized networks, not 16x16 ones.
+    # HW-NAS-Bench's rows are its CIFAR-10 variant, on 32x32 input (search_spaces/data/README.md); HELP
+    # does not state the input of its own rows.
     tables_input_shape = (3, 32, 32)
 
     def __init__(self, dataset: str = "cifar10"):

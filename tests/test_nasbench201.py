@@ -89,7 +89,7 @@ def test_a_search_on_16px_imagenet_says_its_latencies_are_of_32px_networks(capsy
 
     imagenet = get_space("nasbench201", "imagenet16-120")
     (caution,) = table_input_cautions(imagenet)
-    assert "3x32x32 input, and imagenet16-120's take 3x16x16" in caution
+    assert "3x32x32 input (where their sources state it), and imagenet16-120's take 3x16x16" in caution
     assert table_input_cautions(imagenet, tables=["mine.csv"]) == []   # a user's tables: their input is unknown
     assert table_input_cautions(get_space("nasbench201", "cifar100")) == []
     print_summary("r", {"device": "gold_6226", "device_source": "table", "space": "nasbench201", "n_evaluated": 9,
