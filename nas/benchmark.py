@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from nas.config import HelpFormatter, SearchConfig, UsageError, file_arg, path_arg
+from nas.config import HelpFormatter, SearchConfig, UsageError, check_output_folder, file_arg, path_arg
 
 
 def speedup(args) -> dict:
@@ -197,7 +197,6 @@ def check_args(args) -> None:
         raise UsageError(f"--n must be a positive integer, got {args.n}")
     if args.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
-    from predictor.benchmark import check_output_folder
 
     check_output_folder(args.json)
 

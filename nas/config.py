@@ -61,6 +61,20 @@ def probe_writable(folder: Path | str) -> None:
         pass
 
 
+def check_output_folder(path: Path | None) -> None:
+    """UsageError unless `path` is None or a file name in an existing folder: said before the work, not after."""
+    if path is not None and not path.parent.resolve().is_dir():
+        what = "a file, not a folder" if path.parent.resolve().exists() else "not an existing folder"
+        raise UsageError(f"cannot write {path}: {path.parent} is {what}")
+    if path is not None and path.is_dir():
+        raise UsageError(f"cannot write {path}: it is a folder; give a file name")
+    if path is not None:  # a folder that refuses new files: said now, not after minutes of work
+        try:
+            probe_writable(path.parent)
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def write_atomically(path: Path | str, write: Callable[[Path], object]) -> Path:
     """`write(tmp)` to a temporary name beside `path`, then rename it to `path`: a reader never sees half
     a file, and a failure or a Ctrl-C leaves the old file (or none) and no temporary one. The temporary

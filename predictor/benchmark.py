@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from nas.config import UsageError, file_arg, path_arg, probe_writable, write_atomically
+from nas.config import UsageError, check_output_folder, file_arg, path_arg, write_atomically
 from predictor.baselines import AffineNearestDevice
 from predictor.maple import MapleConfig, MaplePredictor
 from predictor.metrics import latency_scores
@@ -427,19 +427,6 @@ def name_list(kind: str):
 
 
 device_list = name_list("device")
-
-
-def check_output_folder(path: Path | None) -> None:
-    """UsageError unless `path` is None or a file name in an existing folder: said before the work, not after."""
-    if path is not None and not path.parent.resolve().is_dir():
-        raise UsageError(f"cannot write {path}: {path.parent} is not an existing folder")
-    if path is not None and path.is_dir():
-        raise UsageError(f"cannot write {path}: it is a folder; give a file name")
-    if path is not None:  # a folder that refuses new files: said now, not after minutes of work
-        try:
-            probe_writable(path.parent)
-        except OSError as exc:
-            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def check_image_format(path: Path) -> None:

@@ -33,8 +33,8 @@ import tempfile
 
 import numpy as np
 
-from nas.config import file_arg
-from predictor.benchmark import (UsageError, check_output_folder, device_list, help_split, name_list,
+from nas.config import check_output_folder, file_arg
+from predictor.benchmark import (UsageError, device_list, help_split, name_list,
                                  shipped_space_and_table, write_json)
 from predictor.maple import MapleConfig
 

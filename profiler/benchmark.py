@@ -228,8 +228,6 @@ def write_json(result: BenchmarkResult, path: Path | str) -> Path:
     """Write `result` to `path` through a temporary file, so a failed write leaves nothing half-done."""
     from nas.config import write_atomically
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     return write_atomically(path, lambda tmp: tmp.write_text(json.dumps(asdict(result), indent=2) + "\n",
                                                             encoding="utf-8"))
 

@@ -13,7 +13,7 @@ import sys
 import warnings
 from typing import Sequence
 
-from nas.config import UsageError, file_arg, path_arg, probe_writable
+from nas.config import UsageError, check_output_folder, file_arg, path_arg, probe_writable
 from profiler.counters import DEFAULT_EVENTS
 
 USAGE_ERROR = 2
@@ -430,7 +430,7 @@ def _benchmark(args) -> int:
     config = BenchmarkConfig(space=space.spec, tables=tuple(map(str, args.tables)), n=args.n, seed=args.seed,
                              n_reference=args.reference, measure=_measure_config(args))
     if args.json:
-        _check_writable_file(args.json)  # before minutes of measuring, not after
+        check_output_folder(args.json)  # before minutes of measuring, not after; a missing folder is a typo
     try:
         result = run_benchmark(config, progress=not args.quiet)
     except (MeasurementError, ValueError) as exc:
