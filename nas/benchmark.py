@@ -3,7 +3,7 @@
   speedup     the same NSGA-II twice on this machine, once with the predictor and once measuring every
               candidate: both wall times, their ratio, and both fronts' hypervolume under measured latency
   proxy       the training-free accuracy proxy against NATS-Bench accuracy on NAS-Bench-201
-  throughput  proxy evaluations per second through Ray with 1 worker and with 2
+  throughput  proxy evaluations per second through Ray, by worker count (--workers, default 1,2)
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def check_args(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nas.benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="what", required=True)
+    sub = p.add_subparsers(dest="what", required=True, metavar="BENCHMARK")
     s = sub.add_parser("speedup", help="predictor search vs measuring every candidate, on this machine",
                        formatter_class=HelpFormatter)
     s.add_argument("--device", default="local", help="local or local-cuda: every candidate is measured on it")

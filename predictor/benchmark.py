@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -234,7 +235,10 @@ def shipped_space_and_table(space_name: str):
         raise UsageError(str(exc)) from None
     long = space.latency_table()
     if long is None:
-        raise UsageError(f"space {space_name!r} ships no latency tables to form an initial set")
+        raise UsageError(f"space {space_name!r} ships no latency tables to form an initial set: this benchmark "
+                         "judges the predictor against the tables a space ships. For a space without, judge it "
+                         f"on this machine: python -m profiler benchmark --space {shlex.quote(space_name)} "
+                         "--tables YOUR_TABLES")
     return space, LatencyTable.from_long(long)
 
 

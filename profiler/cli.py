@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import warnings
 from typing import Sequence
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "rounded up, since each round warms up again (default: 10)")
     measure.add_argument("--threads", type=_positive, default=1, help="torch threads while measuring (default: 1)")
     measure.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                         help="where the networks run (default: cpu); counters are always the CPU's")
+                         help="where the networks run (default: cpu); profile reads the CPU's counters either way")
     measure.add_argument("--quiet", action="store_true", help="no progress bar")
     measure.add_argument("--rounds", type=_positive, default=None,
                          help="split each arch's timed runs into this many passes over all the archs, so that "
@@ -90,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser(
         "collect", parents=[measure], help="measure an initial set here for a space that ships no latency table",
         description="Measure N random architectures of a space on this machine, one at a time, and write "
-                    "OUT/<device>.csv (device, arch_str, latency_ms). Run it on every machine you can, into the "
+                    "OUT/<device>.csv (device, arch_str, latency_ms, and how it was measured: iqr_ms, batch_size, "
+                    "threads, hardware). Run it on every machine you can, into the "
                     "same folder: the files merge, and `python -m nas.search --tables OUT` trains the latency "
                     "predictor on them. The predictor needs at least two devices: a second machine, or this "
                     "one at another batch size, counts as one.")
@@ -375,9 +377,15 @@ def _collect(args) -> int:
     except KeyboardInterrupt:  # main's "nothing was written" would be untrue now
         print(f"interrupted: {path} was written; the folder was not read back", file=sys.stderr)
         return 130
-    print(f"{out} now holds {len(devices)} device(s): {', '.join(devices)}"
-          + ("" if len(devices) > 1 else " (the predictor needs at least 2: collect again on another machine "
-                                         "or with another --batch-size)"))
+    more = ""
+    if len(devices) < 2:
+        more = (" (a search with --tables needs at least 2: collect again on another machine or with another "
+                "--batch-size")
+        # A space with shipped tables can already judge the predictor on this one, as an unseen device.
+        judge = (f"; or judge the predictor on this device: python -m predictor.benchmark --space "
+                 f"{shlex.quote(space.spec)} --table {shlex.quote(str(out))}")
+        more += (judge if space.latency_table() is not None else "") + ")"
+    print(f"{out} now holds {len(devices)} device(s): {', '.join(devices)}{more}")
     return 0
 
 

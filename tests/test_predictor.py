@@ -569,6 +569,19 @@ def test_a_user_table_that_is_a_shipped_one_in_other_units_is_left_out_of_its_in
     assert _unseen("mine", gold[:2] * 3, shipped)[1] == []
 
 
+def test_benchmark_of_a_space_without_tables_names_the_command_that_judges_it(capsys):
+    # it said only "ships no latency tables", while its --help and the unknown-space error invite one
+    from predictor.benchmark import main
+
+    from pathlib import Path
+
+    chain = f"{Path(__file__).resolve().parent.parent / 'examples' / 'chain_cnn.py'}:ChainCNN"
+    assert main(["--space", chain, "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        f"For a space without, judge it on this machine: python -m profiler benchmark --space {chain} "
+        "--tables YOUR_TABLES")
+
+
 @pytest.mark.slow
 def test_benchmark_scores_a_table_of_random_architectures(space, tmp_path):
     # what `profiler collect` writes: 60 random archs, none of them the design's references. It

@@ -609,6 +609,10 @@ def test_cli_collect_says_when_it_replaces_a_devices_table(tmp_path):
     args = ("collect", "--n", "2", "--runs", "2", "--warmup", "0", "--quiet", "--device-name", "box", "--out", str(out))
     first, second = _cli(*args), _cli(*args, "--seed", "1")
     assert first.returncode == 0 and "replacing" not in first.stdout
+    # one device of a space that ships tables can be judged already: it said only "needs at least 2"
+    assert first.stdout.endswith(f"{out} now holds 1 device(s): box (a search with --tables needs at least 2: collect "
+                                 "again on another machine or with another --batch-size; or judge the predictor on "
+                                 f"this device: python -m predictor.benchmark --space nasbench201 --table {out})\n")
     assert second.returncode == 0 and f"wrote {out / 'box.csv'}, replacing the 2 measurement(s) it held" in second.stdout
 
 
@@ -621,6 +625,8 @@ def test_cli_collect_says_when_the_space_holds_fewer_archs_than_asked(tmp_path):
     assert proc.stderr == ("note: random draws found only 8 distinct with_helper architectures (the space seems to "
                            "hold no more): measuring all of them, not --n 20\n")
     assert len(pd.read_csv(tmp_path / "box.csv")) == 8
+    assert proc.stdout.endswith("(a search with --tables needs at least 2: collect again on another machine or with "
+                                "another --batch-size)\n")   # a space without tables of its own: nothing to judge on
 
 
 def test_cli_collect_never_measures_into_a_folder_of_another_spaces_tables(tmp_path):
