@@ -162,6 +162,21 @@ def test_a_table_device_named_local_is_refused(tmp_path):
                         "during a search for --device local: rename it in its table (collect refuses that name)\n")
 
 
+def test_a_shipped_device_missing_from_the_given_tables_says_the_tables_replace_the_shipped_ones(tmp_path, capsys):
+    # the default --device gold_6226 with tables of two phones was told to profile gold_6226 "on that machine"
+    from search_spaces import get_space
+
+    long = get_space("nasbench201").latency_table()
+    long = long[long["device"].isin(["pixel3", "raspi4"]) & long["arch_str"].isin(long["arch_str"].unique()[:20])]
+    long.to_csv(tmp_path / "t.csv", index=False)
+    assert main(["--tables", str(tmp_path / "t.csv"), "--out", str(tmp_path / "results"), "--no-progress"]) == 2
+    # (other tests' saved profiles may follow in the list of known devices)
+    assert capsys.readouterr().err.startswith("error: device 'gold_6226' is in the shipped nasbench201 tables, but "
+                                              "--tables replace them and hold no 'gold_6226': give --device one of "
+                                              "theirs, or local (pixel3, raspi4, local, local-cuda")
+    assert not (tmp_path / "results").exists()
+
+
 def test_a_word_where_a_latency_belongs_is_a_one_line_error(tmp_path):
     from search_spaces import get_space
 
