@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from nas.config import UsageError
-from predictor.tables import LatencyTable
+from predictor.tables import LatencyTable, shipped_devices
 from profiler.measure import LOCAL_DEVICES
 from search_spaces import SearchSpace
 
@@ -103,11 +103,9 @@ def resolve_target(name: str, space: SearchSpace, table: LatencyTable, profiles_
                       details={"profile_machine": profile.machine, "counters": profile.counters})
 
     known = ", ".join(known_devices(table, profiles_dir, space))
-    if tables:  # a shipped device (the default gold_6226, say) with --tables, which replace the shipped ones
-        shipped = space.latency_table()
-        if shipped is not None and name in set(shipped["device"].astype(str).str.strip()):
-            raise UsageError(f"device {name!r} is in the shipped {space.name} tables, but --tables replace them and "
-                             f"hold no {name!r}: give --device one of theirs, or local ({known})")
+    if tables and name in shipped_devices(space):  # the default gold_6226, say: --tables replace the shipped ones
+        raise UsageError(f"device {name!r} is in the shipped {space.name} tables, but --tables replace them and "
+                         f"hold no {name!r}: give --device one of theirs, or local ({known})")
     try:
         profile_path(name, space.name)
     except ProfileError as exc:  # no profile can have this name: do not print a command that fails

@@ -233,7 +233,9 @@ def table_input_cautions(space: SearchSpace, tables=()) -> list[str]:
     shape = space.tables_input_shape
     if tables or shape is None or tuple(shape) == tuple(space.input_shape):
         return []
-    dims = lambda s: "x".join(map(str, s))  # noqa: E731
+    def dims(s):
+        return "x".join(map(str, s))
+
     dataset = getattr(space, "dataset", None)
     return [f"{space.name}'s shipped latency tables time its networks on {dims(shape)} input (where their sources "
             f"state it), and {dataset or 'this search'}'s take {dims(space.input_shape)}: the predictor learnt "

@@ -168,8 +168,8 @@ def evaluate_target(space, initial: LatencyTable, truth, k: int, trials: int, co
             score_adapted("mlp", mlp, *held_references(mlp, k))
         if "affine" in methods and seed == 0:
             # deterministic and seed-free: scored once
-            if AffineNearestDevice.too_few(k):
-                unscored("affine", AffineNearestDevice.too_few(k))
+            if too_few := AffineNearestDevice.too_few(k):
+                unscored("affine", too_few)
             elif set(archs) <= set(initial.archs):
                 score("affine", adapted(AffineNearestDevice().fit(initial), refs), refs)
             else:  # it copies a table device, which lacks these archs: not scored (NaN), never a 0
@@ -205,23 +205,24 @@ def _unseen(name: str, truth, shipped: LatencyTable) -> tuple[LatencyTable, list
     if len(shared) >= 2:
         cols = [position[a] for a in shared]
         # rtol 1e-6: the shipped tables are float32, and a copy through a CSV differs in the 8th digit
-        x, y = initial.latency_ms[:, cols], truth[shared].to_numpy()
-        same = np.all(np.isclose(x, y, rtol=1e-6, atol=0), axis=1)
-        for device in [d for d, s in zip(initial.devices, same) if s]:
-            initial = initial.without(device)
-            why.append(f"{device} has the same latencies on all {len(shared)} architectures the tables share: "
-                       "taken for this device under another name and left out of its initial set")
-        # Two points fit any line: an affine copy is only told from 3 on.
-        for device, row in zip(shipped.devices, shipped.latency_ms[:, [shipped.archs.index(a) for a in shared]]):
-            if device not in initial.devices or len(shared) < 3:
-                continue
-            (a, b), *_ = np.linalg.lstsq(np.stack([row, np.ones_like(row)], axis=1), y, rcond=None)
-            if a > 0 and np.allclose(a * row + b, y, rtol=1e-6, atol=0):
-                b = b if abs(b) > 1e-9 * np.abs(y).max() else 0.0   # rounding's, not an overhead
-                initial = initial.without(device)
-                why.append(f"{device}'s latencies map onto this device's on all {len(shared)} architectures the "
-                           f"tables share, as {a:.6g} x latency {b:+.6g} ms: taken for this device in other units "
-                           "or with an overhead added, and left out of its initial set")
+        y = truth[shared].to_numpy()
+        copies = []
+        for device, row in zip(initial.devices, initial.latency_ms[:, cols]):
+            if np.allclose(row, y, rtol=1e-6, atol=0):
+                copies.append(device)
+                why.append(f"{device} has the same latencies on all {len(shared)} architectures the tables share: "
+                           "taken for this device under another name and left out of its initial set")
+            # Two points fit any line, and a constant fits any device at slope 0: an affine copy is only
+            # told from 3 architectures on, with latencies that vary.
+            elif len(shared) >= 3 and np.ptp(row) > 0 and np.ptp(y) > 0:
+                (a, b), *_ = np.linalg.lstsq(np.stack([row, np.ones_like(row)], axis=1), y, rcond=None)
+                if a > 0 and np.allclose(a * row + b, y, rtol=1e-6, atol=0):
+                    b = b if abs(b) > 1e-6 * np.abs(y).max() else 0.0   # float32's rounding, not an overhead
+                    copies.append(device)
+                    why.append(f"{device}'s latencies map onto this device's on all {len(shared)} architectures "
+                               f"the tables share, as {a:.6g} x latency {b:+.6g} ms: taken for this device in other "
+                               "units or with an overhead added, and left out of its initial set")
+        initial = initial.select([d for d in initial.devices if d not in copies])
     return initial, why
 
 

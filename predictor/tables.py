@@ -178,6 +178,18 @@ def _checked_rows(df: pd.DataFrame, path) -> pd.DataFrame:
     return out
 
 
+def shipped_devices(space) -> frozenset[str]:
+    """The devices of the tables `space` ships, for advice; none where it ships none, or where its
+    `latency_table()` fails or gives no table (said where the tables are loaded, not here)."""
+    try:
+        long = space.latency_table()
+    except Exception:  # a user space's code: the advice this serves is not worth a traceback
+        return frozenset()
+    if not isinstance(long, pd.DataFrame) or "device" not in long.columns:
+        return frozenset()
+    return frozenset(long["device"].astype(str).str.strip())
+
+
 def load_tables(space, paths=()) -> LatencyTable:
     """The latency tables the predictor learns from: the user's `paths` where given, else those `space` ships.
 
@@ -198,10 +210,10 @@ def load_tables(space, paths=()) -> LatencyTable:
                              "pandas DataFrame with columns device, arch_str, latency_ms (or None)")
         long = _checked_rows(long, f"of search space {space.name!r} (its latency_table())")
     # A space's own table is checked too (0.2 s for NAS-Bench-201's 15,625): a user space's may be stale.
-    bad, canonical = [], {}
+    bad = []
     for arch in long["arch_str"].unique():
         try:
-            canonical[arch] = space.decode(space.encode_within_choices(arch))
+            space.encode_within_choices(arch)
         except ValueError as exc:
             bad.append((arch, exc))
     if bad:
@@ -212,9 +224,4 @@ def load_tables(space, paths=()) -> LatencyTable:
             where = f", in {', '.join(files[:3])}{f' and {len(files) - 3} more' if len(files) > 3 else ''}"
         raise ValueError(f"{len(bad)} architecture string(s) in the tables are not in space {space.name!r}{where}, "
                          f"e.g. {arch!r} ({why})")
-    # Keyed as the search names its candidates: a string the space reads but spells otherwise (NB201's
-    # without its outer '|') would be found by no lookup, and one architecture under two spellings
-    # would be two columns with two latencies.
-    if any(a != c for a, c in canonical.items()):
-        long = long.assign(arch_str=long["arch_str"].map(canonical))
     return LatencyTable.from_long(long)

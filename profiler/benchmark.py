@@ -186,8 +186,8 @@ def run_benchmark(config: BenchmarkConfig, reference_archs: Sequence[str] | None
 
     # A freshly fitted predictor for each adaptation, so that one adaptation cannot leak into the other.
     factories = {}
-    if AffineNearestDevice.too_few(len(refs)):
-        notes.append(f"affine nearest-device baseline not scored: {AffineNearestDevice.too_few(len(refs))}")
+    if too_few := AffineNearestDevice.too_few(len(refs)):
+        notes.append(f"affine nearest-device baseline not scored: {too_few}")
     elif set(test) | set(refs) <= set(table.archs):
         factories["affine_nearest_device"] = lambda: AffineNearestDevice().fit(table)
     else:

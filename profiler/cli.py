@@ -367,7 +367,7 @@ def _collect(args) -> int:
     print(f"wrote {path}{replaced}")
     # Read back as a search's --tables will read the folder: counting its files named any CSV a device,
     # and a folder that also held another space's tables, or other architectures, looked fine.
-    from predictor.tables import load_tables
+    from predictor.tables import load_tables, shipped_devices
 
     try:
         devices = sorted(load_tables(space, [out]).devices)
@@ -384,7 +384,7 @@ def _collect(args) -> int:
         # A space with shipped tables can already judge the predictor on this one, as an unseen device.
         judge = (f"; or judge the predictor on this device: python -m predictor.benchmark --space "
                  f"{shlex.quote(space.spec)} --table {shlex.quote(str(out))}")
-        more += (judge if space.latency_table() is not None else "") + ")"
+        more += (judge if shipped_devices(space) else "") + ")"
     print(f"{out} now holds {len(devices)} device(s): {', '.join(devices)}{more}")
     return 0
 
@@ -453,6 +453,9 @@ def _benchmark(args) -> int:
 
 
 def _check_writable_file(path: str) -> None:
+    """UsageError unless `path` can be written, its folder made where missing: collect's --out is a
+    folder of tables that a first collect creates (a --json is refused in a missing folder instead,
+    by check_output_folder, where a missing folder is more likely a typo)."""
     from pathlib import Path
 
     if Path(path).is_dir():

@@ -44,6 +44,12 @@ def str_to_genome(arch: str) -> np.ndarray:
             if op not in OPS or src != str(from_node):
                 raise ValueError(f"not a NAS-Bench-201 architecture string: {arch!r}")
             genome.append(OPS.index(op))
+    # One spelling per architecture: tables and accuracies are keyed by it, so a string without its outer
+    # '|' (which the split above reads) would be found by no look-up, and the same architecture under two
+    # spellings would be two columns of a latency table.
+    if genome_to_str(genome) != arch.strip():
+        raise ValueError(f"not a NAS-Bench-201 architecture string: {arch!r} (NAS-Bench-201 spells it "
+                         f"{genome_to_str(genome)!r})")
     return np.array(genome, dtype=np.int64)
 
 

@@ -38,6 +38,15 @@ def test_a_space_whose_encode_canonicalises_to_booleans_loads():
     assert space.encode_within_choices("1-0-1").tolist() == [False, True, True]
 
 
+def test_the_devices_a_space_ships_are_none_where_its_latency_table_is_no_table():
+    # asked only for advice (a shipped --device that --tables lack), a user's latency_table() was a traceback
+    from predictor.tables import shipped_devices
+
+    assert shipped_devices(get_space(f"{BROKEN}:ShipsNoDataFrame")) == frozenset()
+    assert shipped_devices(get_space(f"{BROKEN}:ShipsForeignTable")) == {"a", "b", "c"}
+    assert "gold_6226" in shipped_devices(get_space("nasbench201"))
+
+
 def test_a_space_loads_from_a_file_path():
     space = get_space(EXAMPLE)
     assert isinstance(space, SearchSpace) and space.name == "chain_cnn"

@@ -547,8 +547,8 @@ def test_cli_benchmark_refuses_unwritable_json_before_measuring(tmp_path):
     # a missing folder is refused, as by every other --json: it was made, typo and all
     proc = _cli("benchmark", "--n", "2", "--runs", "1", "--quiet", "--json", str(tmp_path / "typo" / "b.json"))
     assert proc.returncode == 2 and proc.stdout == "" and not (tmp_path / "typo").exists()
-    assert proc.stderr.strip() == f"error: cannot write {tmp_path / 'typo' / 'b.json'}: {tmp_path / 'typo'} is not an " \
-                                  "existing folder"
+    typo = tmp_path / "typo"
+    assert proc.stderr.strip() == f"error: cannot write {typo / 'b.json'}: {typo} is not an existing folder"
 
 
 def test_cli_benchmark_needs_two_archs_for_a_spearman():
