@@ -267,4 +267,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from nas.config import sigterm_as_ctrl_c
+
+    sigterm_as_ctrl_c()
     sys.exit(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,13 @@ def file_arg(text: str) -> Path:
         raise argparse.ArgumentTypeError(f"{text!r} ends in '/', so it names a folder: give a file's name, "
                                          f"in that folder or elsewhere")
     return path
+
+
+def sigterm_as_ctrl_c() -> None:
+    """From now on SIGTERM (`kill`, a scheduler's time limit) raises KeyboardInterrupt, as a Ctrl-C
+    does, so that it gets a Ctrl-C's clean-up and one line (nothing half-written, Ray shut down) where
+    Python's default ends the process on the spot. For the command lines' `__main__` only."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 class UsageError(Exception):

@@ -137,26 +137,33 @@ def start_local_ray(num_cpus: int | None) -> None:
 
 @contextlib.contextmanager
 def _interrupts_held():
-    """Within the block, a first SIGINT is recorded in the list yielded instead of raised; a second
-    one is raised at once (a start that hangs can still be left). Main thread only, where Python
-    delivers signals, and only where a Python handler is in place to put back afterwards."""
+    """Within the block, a first SIGINT or SIGTERM is recorded in the list yielded instead of raised; a
+    second one is raised at once (a start that hangs can still be left). Main thread only, where Python
+    delivers signals, and only where Python handlers are in place to put back afterwards.
+
+    Putting them back also takes back SIGTERM from ray.init, which installs a handler of its own in
+    this process: it printed a C++ stack and ended the run past every clean-up of ours."""
     received: list[int] = []
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or previous is None:
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in signums}
+    if threading.current_thread() is not threading.main_thread() or None in previous.values():
         yield received
         return
 
     def hold(signum, frame):
         if received:
-            signal.signal(signal.SIGINT, previous)
+            for s in signums:
+                signal.signal(s, previous[s])
             raise KeyboardInterrupt
         received.append(signum)
 
-    signal.signal(signal.SIGINT, hold)
+    for s in signums:
+        signal.signal(s, hold)
     try:
         yield received
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s in signums:
+            signal.signal(s, previous[s])
 
 
 class _DropMessage(logging.Filter):
@@ -359,12 +366,16 @@ def _join_cluster(ray, address: str) -> None:
         # "auto" for ray.init, which given "auto" also takes the token `ray start` saved here.
         _auto_address()
     try:
-        ray.init(address=address, log_to_driver=False)
+        with _interrupts_held() as interrupted:
+            ray.init(address=address, log_to_driver=False)
     except ValueError as exc:  # what check_cluster_address lets through and Ray still cannot parse
         raise UsageError(f"--ray-address {address!r}: {exc}") from None
     except (ConnectionError, auth_error) as exc:
         raise UsageError(f"cannot join the Ray cluster at {address!r}: "
                          f"{_auth_advice(str(exc) or type(exc).__name__)}") from None
+    if interrupted:
+        ray.shutdown()
+        raise KeyboardInterrupt
 
 
 def _ship_user_modules_by_value(objects) -> None:

@@ -138,4 +138,7 @@ def print_summary(path: Path, summary: dict) -> None:
 
 
 if __name__ == "__main__":
+    from nas.config import sigterm_as_ctrl_c
+
+    sigterm_as_ctrl_c()
     sys.exit(main())

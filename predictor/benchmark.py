@@ -522,4 +522,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from nas.config import sigterm_as_ctrl_c
+
+    sigterm_as_ctrl_c()
     sys.exit(main())

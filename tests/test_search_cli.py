@@ -90,7 +90,10 @@ def test_an_out_that_is_a_file_is_named_as_one(tmp_path, capsys):
     assert (tmp_path / "afile").read_text() == "keep"
 
 
-def test_ctrl_c_stops_with_one_line_exit_130_and_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_with_one_line_exit_130_and_leaves_nothing(tmp_path, signum):
+    # SIGTERM (kill, a scheduler's time limit) as a Ctrl-C: it ended the run on the spot, leaving a
+    # half-written results folder where it fell during the write
     out = tmp_path / "results"
     # SIGINT back to its default in the child: a shell that starts a job in the background (as CI
     # may) passes it on ignored, and Python then never turns it into KeyboardInterrupt.
@@ -105,7 +108,7 @@ def test_ctrl_c_stops_with_one_line_exit_130_and_leaves_nothing(tmp_path):
             if select.select([run.stderr], [], [], 1.0)[0]:
                 seen += run.stderr.read1(4096)
         assert b"candidates=" in seen, seen.decode()[-2000:]  # a generation done: the search is under way
-        run.send_signal(signal.SIGINT)
+        run.send_signal(signum)
         stdout, stderr = run.communicate(timeout=120)
     finally:
         run.kill()  # a no-op once it has exited
