@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,11 +49,18 @@ def file_arg(text: str) -> Path:
     return path
 
 
-def sigterm_as_ctrl_c() -> None:
-    """From now on SIGTERM (`kill`, a scheduler's time limit) raises KeyboardInterrupt, as a Ctrl-C
-    does, so that it gets a Ctrl-C's clean-up and one line (nothing half-written, Ray shut down) where
-    Python's default ends the process on the spot. For the command lines' `__main__` only."""
+def setup_command_line() -> None:
+    """What a command line's `__main__` sets up for the process, before `main`.
+
+    SIGTERM (`kill`, a scheduler's time limit) raises KeyboardInterrupt, as a Ctrl-C does, so that it
+    gets a Ctrl-C's clean-up and one line (nothing half-written, Ray shut down) where Python's default
+    ends the process on the spot. And a character the terminal cannot encode (the '±' of the summaries
+    under LANG=C) is printed as '?', where it raised UnicodeEncodeError after the results were written.
+    """
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):   # not where a caller replaced it with a plain file-like object
+            stream.reconfigure(errors="replace")
 
 
 class UsageError(Exception):

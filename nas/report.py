@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -43,23 +44,38 @@ class OutputDir:
 
     def open(self) -> Path:
         """Make the temporary folder and return it."""
-        try:
-            self.parent.mkdir(parents=True, exist_ok=True)
-            # os.mkdir, not tempfile.mkdtemp: mkdtemp makes the folder private (0700), and the results
-            # would stay unreadable to the user's group after the rename; mkdir follows the umask.
-            self.tmp.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"cannot write results under {self.parent}: {exc.strerror or exc}") from None
-        return self.tmp
+        for _ in range(5):
+            try:
+                self.parent.mkdir(parents=True, exist_ok=True)
+                # os.mkdir, not tempfile.mkdtemp: mkdtemp makes the folder private (0700), and the results
+                # would stay unreadable to the user's group after the rename; mkdir follows the umask.
+                self.tmp.mkdir(exist_ok=True)
+                return self.tmp
+            except FileNotFoundError as exc:
+                # Another run started beside this one removed the parent it had made (its `discard`)
+                # between the two mkdirs: make it again.
+                error = exc
+            except OSError as exc:
+                error = exc
+                break
+        raise UsageError(f"cannot write results under {self.parent}: {error.strerror or error}") from None
 
     def commit(self) -> Path:
-        final = self.final
-        n = 1
-        while final.exists():
+        """Rename the temporary folder to the final name, or to name-2, name-3, ... where a run of the
+        same second has it."""
+        final, n = self.final, 1
+        while True:
+            if not final.exists():
+                try:
+                    os.rename(self.tmp, final)
+                    return final
+                except OSError as exc:
+                    # Another run took the name between the check and the rename: a folder there now
+                    # holds its results, and the rename refuses a folder that is not empty.
+                    if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise
             n += 1
             final = self.parent / f"{self.final.name}-{n}"
-        os.replace(self.tmp, final)
-        return final
 
     def discard(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)

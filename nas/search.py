@@ -80,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         result.wall_s = time.perf_counter() - start
         # Verification re-measures the front on this machine; it is not part of the search's wall time.
         verify = verify_on_device(result) if result.target.can_measure_here else None
-        path, summary = write_results(result, out, verify=verify)
+        try:
+            path, summary = write_results(result, out, verify=verify)
+        except OSError as exc:  # a full disk, say: the folder was writable when checked at the start
+            raise UsageError(f"cannot write results under {config.out}: {exc.strerror or exc}") from None
     except UsageError as exc:
         if out is not None:
             out.discard()
@@ -138,7 +141,7 @@ def print_summary(path: Path, summary: dict) -> None:
 
 
 if __name__ == "__main__":
-    from nas.config import sigterm_as_ctrl_c
+    from nas.config import setup_command_line
 
-    sigterm_as_ctrl_c()
+    setup_command_line()
     sys.exit(main())

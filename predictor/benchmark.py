@@ -522,7 +522,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from nas.config import sigterm_as_ctrl_c
+    from nas.config import setup_command_line
 
-    sigterm_as_ctrl_c()
+    setup_command_line()
     sys.exit(main())

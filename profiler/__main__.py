@@ -2,8 +2,8 @@
 
 import sys
 
-from nas.config import sigterm_as_ctrl_c
+from nas.config import setup_command_line
 from profiler.cli import main
 
-sigterm_as_ctrl_c()
+setup_command_line()
 sys.exit(main())

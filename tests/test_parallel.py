@@ -275,11 +275,10 @@ def test_ctrl_c_while_the_local_ray_starts_leaves_no_ray_processes():
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_first_ctrl_c_is_held_while_ray_starts_and_a_second_is_not(signum):
     # every Ctrl-C was held: a start that hung (a minute waiting for a GCS) could not be left
-    from nas.config import sigterm_as_ctrl_c
     from nas.parallel import _interrupts_held
 
     term = signal.getsignal(signal.SIGTERM)
-    sigterm_as_ctrl_c()   # as the command lines do
+    signal.signal(signal.SIGTERM, signal.default_int_handler)   # as the command lines' setup_command_line does
     try:
         before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         held = []
@@ -303,9 +302,9 @@ def test_sigterm_after_the_local_ray_started_is_a_ctrl_c_not_rays_exit():
     # clean-up, and Ray's agents ran on for a minute
     before = _ray_processes()
     code = ("import time\n"
-            "from nas.config import sigterm_as_ctrl_c\n"
+            "from nas.config import setup_command_line\n"
             "from nas.parallel import ParallelConfig, RayRunner\n"
-            "sigterm_as_ctrl_c()\n"
+            "setup_command_line()\n"
             "with RayRunner(ParallelConfig(workers=1)):\n"
             "    print('started', flush=True)\n"
             "    try:\n"

@@ -222,6 +222,71 @@ def test_a_results_folder_is_made_only_when_the_results_are_written(tmp_path):
     assert out.open().is_dir() and out.commit() == tmp_path / "results" / "deep" / "run"
 
 
+def test_two_runs_of_the_same_second_race_for_the_folder_and_both_keep_their_results(tmp_path, monkeypatch):
+    # 1. another run's start removed the --out it had made between this run's two mkdirs: it failed
+    #    with "cannot write results ...: No such file or directory";
+    # 2. another run took the name between this run's check and its rename: a traceback, and this
+    #    run's results were deleted
+    import os
+
+    import nas.report
+    from nas.report import OutputDir
+
+    parent, real_mkdir, removed = tmp_path / "results", Path.mkdir, []
+
+    def removed_meanwhile(self, *args, **kwargs):
+        if self.name.startswith(".") and not removed:   # once, just before the temporary folder's mkdir
+            removed.append(self.parent)
+            self.parent.rmdir()
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", removed_meanwhile)
+    out = OutputDir(parent, "run")
+    monkeypatch.setattr(Path, "mkdir", real_mkdir)
+    assert removed == [parent]
+    (out.open() / "summary.json").write_text("mine")
+    real_rename = os.rename
+
+    def taken_meanwhile(src, dst):
+        if Path(dst).name == "run":
+            real_mkdir(Path(dst))
+            (Path(dst) / "summary.json").write_text("theirs")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(nas.report.os, "rename", taken_meanwhile)
+    assert out.commit() == parent / "run-2"
+    assert (parent / "run-2" / "summary.json").read_text() == "mine"
+    assert (parent / "run" / "summary.json").read_text() == "theirs"
+
+
+def test_a_full_disk_while_writing_the_results_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import nas.report
+
+    def full(result, out, **kwargs):
+        (out.open() / "pareto.csv").write_text("arch_str,")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(nas.report, "write_results", full)
+    out = tmp_path / "results"
+    assert main(["--device", "gold_6226", "--pop-size", "8", "--generations", "2", "--out", str(out),
+                 "--no-progress"]) == 2
+    assert capsys.readouterr().err == f"error: cannot write results under {out}: No space left on device\n"
+    assert not out.exists()
+
+
+def test_a_terminal_that_cannot_print_the_summary_gets_question_marks_not_a_traceback(tmp_path):
+    # under LANG=C the summary's '±' raised UnicodeEncodeError after the results were written
+    import os
+
+    r = subprocess.run([sys.executable, "-m", "nas.search", "--pop-size", "8", "--generations", "2", "--out",
+                        str(tmp_path), "--no-progress"], capture_output=True, timeout=300,
+                       env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert r.returncode == 0 and r.stderr == b"", r.stderr.decode()[-2000:]
+    assert b"predicted within ?10%" in r.stdout
+
+
 def test_unknown_device_lists_the_known_ones(tmp_path):
     r = run_cli("--device", "no_such_device", "--out", str(tmp_path), "--no-progress")
     assert r.returncode == 2
