@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from nas.config import write_atomically
 
 
 def default_cache_dir() -> Path:
@@ -61,14 +62,8 @@ class ModelCache:
         """Store `state`; failures to write (read-only home, full disk) only cost the cache."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.prefix}-", suffix=".tmp", dir=self.directory)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    torch.save(state, fh)
-                # Written under a temporary name and renamed, so a reader never sees half a file.
-                os.replace(tmp, self.path(key))
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            # A reader never sees half a file; and the entry follows the umask (mkstemp's were private,
+            # 0600, so a cache shared by a group was rewritten by each member in turn).
+            write_atomically(self.path(key), lambda tmp: torch.save(state, tmp))
         except OSError:
             pass

@@ -208,6 +208,15 @@ def test_adapt_from_any_archs(space, tables, fitted):
     assert latency_scores(pred, truth.to_numpy())["spearman"] > 0.7
 
 
+def test_a_cache_entry_follows_the_umask(tmp_path, umask):
+    # entries were private (mkstemp's 0600): a cache shared by a group was rewritten by each member
+    cache = ModelCache(tmp_path / "cache")
+    cache.save("k", {"reference_order": ["a", "b"]})
+    assert cache.load("k") == {"reference_order": ["a", "b"]}
+    assert cache.path("k").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [cache.path("k").name]
+
+
 def test_cache_round_trip_and_corrupt_entry(space, tables, tmp_path, monkeypatch):
     monkeypatch.setenv("HWNAS_CACHE_DIR", str(tmp_path))
     initial, truth = tables
