@@ -140,8 +140,13 @@ def print_summary(path: Path, summary: dict) -> None:
     print("\n".join(lines))
 
 
-if __name__ == "__main__":
+def cli() -> int:
+    """`python -m nas.search` and the `hwnas-search` script: `main`, in a process set up for a command line."""
     from nas.config import setup_command_line
 
     setup_command_line()
-    sys.exit(main())
+    return main()
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
