@@ -57,10 +57,13 @@ def setup_command_line() -> None:
     ends the process on the spot. And a character the terminal cannot encode (the '±' of the summaries
     under LANG=C) is printed as '?', where it raised UnicodeEncodeError after the results were written.
     """
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):   # not where a caller replaced it with a plain file-like object
-            stream.reconfigure(errors="replace")
+    # Not where the parent ignores SIGTERM (`trap '' TERM`), as Python leaves an ignored SIGINT alone.
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # stdout only: stderr already escapes what it cannot encode (backslashreplace), which keeps a
+    # non-ASCII path in an error line legible.
+    if hasattr(sys.stdout, "reconfigure"):   # not where a caller replaced it with a plain file-like object
+        sys.stdout.reconfigure(errors="replace")
 
 
 class UsageError(Exception):

@@ -117,8 +117,7 @@ def start_local_ray(num_cpus: int | None) -> None:
     "local", even where `ray start` left a cluster running on this machine, which ray.init would
     otherwise join (and refuse our num_cpus for). Its workers import our packages from the driver's
     checkout, installed or not: they inherit PYTHONPATH, so the checkout is put first in it (once).
-    A Ctrl-C during the start is held until Ray is up, then Ray is shut down and the interrupt
-    raised: ray.init stopped half-way left Ray's agent processes running for a minute after the run.
+    A Ctrl-C or SIGTERM during the start is handled by `_init_held`.
     """
     import ray
 
@@ -127,9 +126,24 @@ def start_local_ray(num_cpus: int | None) -> None:
     if root not in path:
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, *path) if p)
     quiet_token_notice()
+    _init_held(ray, address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+               configure_logging=False)
+
+
+def _init_held(ray, **kwargs) -> None:
+    """ray.init(**kwargs), with a Ctrl-C or SIGTERM during it held until Ray is up, then Ray shut down
+    and KeyboardInterrupt raised: ray.init stopped half-way left Ray's agents running for a minute.
+
+    ray.init puts in a SIGTERM handler of its own early in the start, which exits from wherever the
+    start is (SystemExit(15)): taken as the same interrupt. Afterwards the handlers from before are
+    put back, ours included, where Ray's would end the run past every clean-up of ours."""
     with _interrupts_held() as interrupted:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        try:
+            ray.init(**kwargs)
+        except SystemExit as exc:
+            if exc.code != signal.SIGTERM:
+                raise
+            interrupted.append(signal.SIGTERM)
     if interrupted:
         ray.shutdown()
         raise KeyboardInterrupt
@@ -139,25 +153,25 @@ def start_local_ray(num_cpus: int | None) -> None:
 def _interrupts_held():
     """Within the block, a first SIGINT or SIGTERM is recorded in the list yielded instead of raised; a
     second one is raised at once (a start that hangs can still be left). Main thread only, where Python
-    delivers signals, and only where Python handlers are in place to put back afterwards.
-
-    Putting them back also takes back SIGTERM from ray.init, which installs a handler of its own in
-    this process: it printed a C++ stack and ended the run past every clean-up of ours."""
+    delivers signals; a signal is held only where a Python handler of its own is in place (not where it
+    is ignored, as in a background job, or left to the system's default), and every handler is put
+    back afterwards (taking it back from whatever replaced it inside the block)."""
     received: list[int] = []
     signums = (signal.SIGINT, signal.SIGTERM)
     previous = {s: signal.getsignal(s) for s in signums}
     if threading.current_thread() is not threading.main_thread() or None in previous.values():
         yield received
         return
+    held = [s for s in signums if callable(previous[s])]
 
     def hold(signum, frame):
         if received:
-            for s in signums:
+            for s in held:
                 signal.signal(s, previous[s])
             raise KeyboardInterrupt
         received.append(signum)
 
-    for s in signums:
+    for s in held:
         signal.signal(s, hold)
     try:
         yield received
@@ -366,16 +380,12 @@ def _join_cluster(ray, address: str) -> None:
         # "auto" for ray.init, which given "auto" also takes the token `ray start` saved here.
         _auto_address()
     try:
-        with _interrupts_held() as interrupted:
-            ray.init(address=address, log_to_driver=False)
+        _init_held(ray, address=address, log_to_driver=False)
     except ValueError as exc:  # what check_cluster_address lets through and Ray still cannot parse
         raise UsageError(f"--ray-address {address!r}: {exc}") from None
     except (ConnectionError, auth_error) as exc:
         raise UsageError(f"cannot join the Ray cluster at {address!r}: "
                          f"{_auth_advice(str(exc) or type(exc).__name__)}") from None
-    if interrupted:
-        ray.shutdown()
-        raise KeyboardInterrupt
 
 
 def _ship_user_modules_by_value(objects) -> None:

@@ -101,7 +101,8 @@ def test_ctrl_c_stops_with_one_line_exit_130_and_leaves_nothing(tmp_path, signum
     # middle of the search, whatever this machine's speed.
     run = subprocess.Popen([sys.executable, "-m", "nas.search", "--out", str(out), "--generations", "100000"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                           preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL)
+                                               for s in (signal.SIGINT, signal.SIGTERM)])
     try:
         seen, deadline = b"", time.monotonic() + 300
         while b"candidates=" not in seen and run.poll() is None and time.monotonic() < deadline:
