@@ -300,6 +300,24 @@ def test_a_first_ctrl_c_is_held_while_ray_starts_and_a_second_is_not(signum):
         signal.signal(signal.SIGTERM, term)
 
 
+def test_an_ignored_sigterm_stays_ignored_and_is_never_held():
+    # `trap '' TERM` (or nohup's like) in the parent: the command line must not start stopping on it
+    from nas.config import setup_command_line
+    from nas.parallel import _interrupts_held
+
+    term = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        setup_command_line()
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        with _interrupts_held() as received:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+        assert received == [] and signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, term)
+
+
 @pytest.mark.slow
 def test_sigterm_after_the_local_ray_started_is_a_ctrl_c_not_rays_exit():
     # ray.init put a SIGTERM handler of its own in place: the run ended at once (status 143), past our
