@@ -154,8 +154,10 @@ def _interrupts_held():
     """Within the block, a first SIGINT or SIGTERM is recorded in the list yielded instead of raised; a
     second one is raised at once (a start that hangs can still be left). Main thread only, where Python
     delivers signals; a signal is held only where a Python handler of its own is in place (not where it
-    is ignored, as in a background job, or left to the system's default), and every handler is put
-    back afterwards (taking it back from whatever replaced it inside the block)."""
+    is ignored, as in a background job, or left to the system's default). Afterwards each handler that
+    was chosen (a Python one, or ignoring) is put back, taking it back from whatever replaced it inside
+    the block; one left to the system's default stays as the block left it (ray.init's SIGTERM handler
+    exits through Python's clean-up, gentler than the default)."""
     received: list[int] = []
     signums = (signal.SIGINT, signal.SIGTERM)
     previous = {s: signal.getsignal(s) for s in signums}
@@ -177,7 +179,8 @@ def _interrupts_held():
         yield received
     finally:
         for s in signums:
-            signal.signal(s, previous[s])
+            if previous[s] != signal.SIG_DFL:
+                signal.signal(s, previous[s])
 
 
 class _DropMessage(logging.Filter):

@@ -318,6 +318,24 @@ def test_an_ignored_sigterm_stays_ignored_and_is_never_held():
         signal.signal(signal.SIGTERM, term)
 
 
+def test_a_default_sigterm_is_left_to_what_ray_init_puts_in_place():
+    # in a process not set up as our command line (a library user's, pytest's), SIG_DFL put back after
+    # ray.init would end the process outright, where ray.init's handler exits through Python's clean-up
+    from nas.parallel import _interrupts_held
+
+    term = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        def rays(signum, frame):
+            raise SystemExit(signum)
+
+        with _interrupts_held():
+            signal.signal(signal.SIGTERM, rays)   # as ray.init does
+        assert signal.getsignal(signal.SIGTERM) is rays
+    finally:
+        signal.signal(signal.SIGTERM, term)
+
+
 @pytest.mark.slow
 def test_sigterm_after_the_local_ray_started_is_a_ctrl_c_not_rays_exit():
     # ray.init put a SIGTERM handler of its own in place: the run ended at once (status 143), past our
