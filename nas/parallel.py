@@ -134,16 +134,27 @@ def _init_held(ray, **kwargs) -> None:
     """ray.init(**kwargs), with a Ctrl-C or SIGTERM during it held until Ray is up, then Ray shut down
     and KeyboardInterrupt raised: ray.init stopped half-way left Ray's agents running for a minute.
 
-    ray.init puts in a SIGTERM handler of its own early in the start, which exits from wherever the
-    start is (SystemExit(15)): taken as the same interrupt. Afterwards the handlers from before are
-    put back, ours included, where Ray's would end the run past every clean-up of ours."""
+    ray.init puts in a SIGTERM handler of its own as its first step, which exits from wherever the
+    start is (SystemExit(15)) and leaves Ray half-started, its agents running on: it is kept from doing
+    so while the start is held (through Ray's private helper for it, where that still exists; else a
+    SystemExit(15) from the start is taken as the same interrupt). Afterwards the handlers from before
+    are put back (`_interrupts_held`)."""
+    utils = getattr(getattr(ray, "_private", None), "utils", None)
+    own_handler = getattr(utils, "set_sigterm_handler", None)
+    # Only where a Python handler of ours is in place to hold it (`_interrupts_held`'s rule).
+    ours = threading.current_thread() is threading.main_thread() and callable(signal.getsignal(signal.SIGTERM))
     with _interrupts_held() as interrupted:
         try:
+            if own_handler is not None and ours:
+                utils.set_sigterm_handler = lambda handler: None
             ray.init(**kwargs)
         except SystemExit as exc:
             if exc.code != signal.SIGTERM:
                 raise
             interrupted.append(signal.SIGTERM)
+        finally:
+            if own_handler is not None and ours:
+                utils.set_sigterm_handler = own_handler
     if interrupted:
         ray.shutdown()
         raise KeyboardInterrupt

@@ -238,6 +238,13 @@ def test_each_local_ray_puts_the_checkout_on_the_workers_path_once(monkeypatch):
     assert [(c["address"], c["num_cpus"]) for c in calls] == [("local", 1), ("local", 2)]
 
 
+def _signals_to_default() -> None:
+    """SIGINT and SIGTERM back to the system's default in a child: a test suite started in the background
+    (as CI may be) passes SIGINT on ignored, and Python then never turns it into KeyboardInterrupt."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_DFL)
+
+
 def _ray_processes() -> set[int]:
     """PIDs of processes whose title Ray set (ray::DashboardAgent, ray::RuntimeEnvAgent, ray::IDLE, ...)."""
     pids = set()
@@ -266,7 +273,8 @@ def test_ctrl_c_while_the_local_ray_starts_leaves_no_ray_processes(signum):
             "except KeyboardInterrupt:\n"
             "    print('interrupted', flush=True)\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=_signals_to_default)
     assert proc.stdout.readline() == "starting\n"
     time.sleep(1.0)   # inside ray.init, which takes seconds (were it done, nothing should be left either)
     proc.send_signal(signum)
@@ -281,8 +289,11 @@ def test_a_first_ctrl_c_is_held_while_ray_starts_and_a_second_is_not(signum):
     # every Ctrl-C was held: a start that hung (a minute waiting for a GCS) could not be left
     from nas.parallel import _interrupts_held
 
-    term = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)   # as the command lines' setup_command_line does
+    # Python's own SIGINT handler, and SIGTERM's as setup_command_line puts it in: a test suite started
+    # in the background (as CI may be) has SIGINT ignored, and an ignored signal is never held.
+    kept = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in kept:
+        signal.signal(s, signal.default_int_handler)
     try:
         before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         held = []
@@ -297,7 +308,8 @@ def test_a_first_ctrl_c_is_held_while_ray_starts_and_a_second_is_not(signum):
         assert held == [[signum]]
         assert {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} == before
     finally:
-        signal.signal(signal.SIGTERM, term)
+        for s, handler in kept.items():
+            signal.signal(s, handler)
 
 
 def test_an_ignored_sigterm_stays_ignored_and_is_never_held():
@@ -352,7 +364,8 @@ def test_sigterm_after_the_local_ray_started_is_a_ctrl_c_not_rays_exit():
             "    except KeyboardInterrupt:\n"
             "        print('interrupted', flush=True)\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=_signals_to_default)
     assert proc.stdout.readline() == "started\n"
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
