@@ -238,6 +238,17 @@ def test_each_local_ray_puts_the_checkout_on_the_workers_path_once(monkeypatch):
     assert [(c["address"], c["num_cpus"]) for c in calls] == [("local", 1), ("local", 2)]
 
 
+def _child_env() -> dict:
+    """This environment with the checkout first on PYTHONPATH, for a child Python running `-c` code."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+
+
+def _child(code: str) -> subprocess.Popen:
+    """`python -c code` with its stdout piped, to be sent signals as a command line would be."""
+    return subprocess.Popen([sys.executable, "-c", code], env=_child_env(), stdout=subprocess.PIPE, text=True,
+                            preexec_fn=_signals_to_default)
+
+
 def _signals_to_default() -> None:
     """SIGINT and SIGTERM back to the system's default in a child: a test suite started in the background
     (as CI may be) passes SIGINT on ignored, and Python then never turns it into KeyboardInterrupt."""
@@ -272,9 +283,7 @@ def test_ctrl_c_while_the_local_ray_starts_leaves_no_ray_processes(signum):
             "    RayRunner(ParallelConfig(workers=1))\n"
             "except KeyboardInterrupt:\n"
             "    print('interrupted', flush=True)\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True,
-                            preexec_fn=_signals_to_default)
+    proc = _child(code)
     assert proc.stdout.readline() == "starting\n"
     time.sleep(1.0)   # inside ray.init, which takes seconds (were it done, nothing should be left either)
     proc.send_signal(signum)
@@ -363,9 +372,7 @@ def test_sigterm_after_the_local_ray_started_is_a_ctrl_c_not_rays_exit():
             "        time.sleep(120)\n"
             "    except KeyboardInterrupt:\n"
             "        print('interrupted', flush=True)\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True,
-                            preexec_fn=_signals_to_default)
+    proc = _child(code)
     assert proc.stdout.readline() == "started\n"
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
@@ -386,8 +393,7 @@ def test_a_ray_without_cpus_is_refused_not_waited_on_for_ever():
             "except UsageError as exc:\n"
             "    print(exc)\n"
             "print('connected', ray.is_initialized())\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    done = subprocess.run([sys.executable, "-c", code], env=_child_env(), capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == [
         "the Ray cluster at 127.0.0.1:6379 has no CPUs for tasks (its nodes were started with --num-cpus 0?): add a "
